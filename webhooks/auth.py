@@ -1,0 +1,108 @@
+"""Who is calling: API keys for the JSON API, users and roles for the dashboard."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import secrets
+
+from flask import g
+from flask import request
+from sqlalchemy import select
+from sqlalchemy import update
+from werkzeug.security import check_password_hash
+from werkzeug.security import generate_password_hash
+
+from webhooks.db import db
+from webhooks.db import now_utc
+from webhooks.errors import ApiError
+from webhooks.models import ApiKey
+from webhooks.models import Membership
+from webhooks.models import Tenant
+from webhooks.models import User
+
+KEY_PREFIX = "whk_"
+ROLES = ("viewer", "editor")
+
+
+def hash_key(key: str) -> str:
+    """SHA-256 of an API key; see :class:`webhooks.models.ApiKey` for why a fast hash is right."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_api_key(tenant: Tenant, name: str = "default") -> tuple[ApiKey, str]:
+    """Create a key; the plain key is returned once and never stored."""
+    plain = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(tenant=tenant, name=name, prefix=plain[:10], key_hash=hash_key(plain))
+    db.session.add(key)
+    return key, plain
+
+
+def tenant_for_key(plain: str) -> Tenant | None:
+    """The tenant of a valid, unrevoked key."""
+    key = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(plain), ApiKey.revoked_at.is_(None)))
+    return key.tenant if key else None
+
+
+def api_key_required(view):
+    """Authenticate ``Authorization: Bearer <key>`` and put the tenant in ``g.tenant``."""
+
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "send your API key as 'Authorization: Bearer <key>'")
+        tenant = tenant_for_key(token.strip())
+        if tenant is None:
+            raise ApiError(401, "invalid or revoked API key")
+        g.tenant = tenant
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def create_user(username: str, password: str, *, is_admin: bool = False) -> User:
+    """Create a dashboard user with a werkzeug password hash (scrypt)."""
+    if len(password) < 8:
+        raise ValueError("the password needs at least 8 characters")
+    user = User(username=username, password_hash=generate_password_hash(password), is_admin=is_admin)
+    db.session.add(user)
+    return user
+
+
+def check_login(username: str, password: str) -> User | None:
+    """The user if the password matches; hashes a dummy on unknown names so timing says nothing."""
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is None:
+        check_password_hash(_DUMMY_HASH, password)
+        return None
+    return user if check_password_hash(user.password_hash, password) else None
+
+
+def grant(user: User, tenant: Tenant, role: str) -> Membership:
+    """Give ``user`` a role in ``tenant`` (replacing an earlier one)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    membership = db.session.scalar(
+        select(Membership).where(Membership.user_id == user.id, Membership.tenant_id == tenant.id)
+    )
+    if membership is None:
+        membership = Membership(user=user, tenant=tenant, role=role)
+        db.session.add(membership)
+    membership.role = role
+    return membership
+
+
+def role_in(user: User, tenant_id: int) -> str | None:
+    """``admin``, ``editor``, ``viewer`` or None when the user may not see the tenant."""
+    if user.is_admin:
+        return "admin"
+    return next((m.role for m in user.memberships if m.tenant_id == tenant_id), None)
+
+
+def revoke_api_key(key: ApiKey) -> None:
+    """Revoke a key; requests with it get 401 from now on."""
+    db.session.execute(update(ApiKey).where(ApiKey.id == key.id).values(revoked_at=now_utc()))
+
+
+_DUMMY_HASH = generate_password_hash("timing-equaliser")

@@ -1,0 +1,200 @@
+"""Leases on due deliveries: the only SQL that differs between dialects.
+
+A sweep claims a batch with one statement that only one process can win:
+PostgreSQL skips rows another transaction has locked (``FOR UPDATE SKIP
+LOCKED``); SQLite serialises writers, so a conditional UPDATE over a
+sub-select is already atomic. A claimed row carries its owner and a lease
+expiry. Every later write is fenced on the owner, so a worker that lost its
+lease (it was presumed dead) cannot overwrite the outcome of the worker that
+took over, and a crashed worker's deliveries are claimed again once their
+lease runs out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from datetime import timedelta
+
+from sqlalchemy import bindparam
+from sqlalchemy import text
+
+from webhooks.db import UTCDateTime
+from webhooks.db import db
+from webhooks.db import is_postgres
+from webhooks.db import now_utc
+from webhooks.models import DELIVERING
+from webhooks.models import PENDING
+
+# Candidates are the oldest due rows whose endpoint is neither saturated in this
+# process, nor held by an open circuit, nor (in ordered mode) busy or ahead of an
+# older pending delivery. A cap per endpoint within one batch keeps one hot
+# endpoint from taking every slot.
+CANDIDATES = """
+SELECT id FROM (
+    SELECT d.id, d.next_attempt_at,
+           row_number() OVER (PARTITION BY d.endpoint_id ORDER BY d.next_attempt_at, d.id) AS rank_in_endpoint
+    FROM (
+        SELECT id, endpoint_id, next_attempt_at FROM deliveries
+        WHERE status = 'pending' AND next_attempt_at <= :now
+          AND endpoint_id NOT IN :excluded
+        ORDER BY next_attempt_at, id
+        LIMIT :scan
+    ) d
+) ranked
+WHERE rank_in_endpoint <= :per_endpoint
+ORDER BY next_attempt_at, id
+LIMIT :limit
+"""
+
+SQLITE_CLAIM = f"""
+UPDATE deliveries SET status = 'delivering', lease_owner = :owner, lease_expires_at = :expires, updated_at = :now
+WHERE id IN ({CANDIDATES}) AND status = 'pending'
+RETURNING id, endpoint_id
+"""
+
+# The outer FOR UPDATE SKIP LOCKED re-checks each candidate under its row lock,
+# so two sweepers that picked the same candidates never both win a row.
+POSTGRES_CLAIM = f"""
+UPDATE deliveries SET status = 'delivering', lease_owner = :owner, lease_expires_at = :expires, updated_at = :now
+WHERE id IN (
+    SELECT id FROM deliveries
+    WHERE id IN ({CANDIDATES}) AND status = 'pending'
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id, endpoint_id
+"""
+
+EXPIRED_LEASES = """
+UPDATE deliveries SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
+WHERE id IN (
+    SELECT id FROM deliveries WHERE status = 'delivering' AND lease_expires_at < :now
+    ORDER BY lease_expires_at LIMIT 500 {lock}
+)
+RETURNING id
+"""
+
+# Single-lane endpoints get at most one delivery in flight: ordered ones always,
+# and those whose circuit is half-open (cool-down over, failures not yet reset),
+# which get exactly one probe.
+SINGLE_LANE = "(ordered OR consecutive_failures >= circuit_threshold)"
+
+BLOCKED_ENDPOINTS = f"""
+SELECT id FROM endpoints WHERE circuit_open_until > :now OR {SINGLE_LANE}
+"""
+
+SINGLE_LANE_HEADS = f"""
+SELECT e.id, (SELECT min(d.id) FROM deliveries d WHERE d.endpoint_id = e.id AND d.status = 'pending') AS head
+FROM endpoints e
+WHERE {SINGLE_LANE} AND (e.circuit_open_until IS NULL OR e.circuit_open_until <= :now)
+  AND NOT EXISTS (SELECT 1 FROM deliveries b WHERE b.endpoint_id = e.id AND b.status = 'delivering')
+"""
+
+# Sentinel for "exclude nothing": an empty IN () is not valid SQL everywhere.
+NO_ENDPOINT = -1
+TIMESTAMPS = ("now", "expires", "retry_at")
+
+
+def sql(statement: str, *expanding: str):
+    """A textual statement whose timestamps bind like the models' columns.
+
+    Raw datetimes would bind as the driver likes (on SQLite an ISO string with
+    "+00:00"), which then compares wrongly against stored values.
+    """
+    binds = [bindparam(name, type_=UTCDateTime()) for name in TIMESTAMPS if f":{name}" in statement]
+    binds += [bindparam(name, expanding=True) for name in expanding]
+    return text(statement).bindparams(*binds)
+
+
+def claim_due(
+    owner: str,
+    limit: int,
+    *,
+    lease_seconds: float,
+    excluded: Collection[int] = (),
+    per_endpoint: int | None = None,
+    now: datetime | None = None,
+) -> list[tuple[int, int]]:
+    """Claim up to ``limit`` due deliveries for ``owner`` and commit; return ``(id, endpoint_id)`` pairs.
+
+    ``excluded`` lists endpoints this process must not take more of (it has as
+    many in flight as one endpoint may use); open circuits and busy ordered
+    endpoints are excluded here, from the database, for every process.
+    """
+    if limit <= 0:
+        return []
+    now = now or now_utc()
+    blocked = set(excluded) | set(db.session.scalars(sql(BLOCKED_ENDPOINTS), {"now": now}))
+    statement = sql(POSTGRES_CLAIM if is_postgres() else SQLITE_CLAIM, "excluded")
+    params = {
+        "owner": owner,
+        "expires": now + timedelta(seconds=lease_seconds),
+        "now": now,
+        "excluded": sorted(blocked) or [NO_ENDPOINT],
+        "scan": limit * 4,
+        "limit": limit,
+        "per_endpoint": per_endpoint or limit,
+    }
+    claimed = [(row.id, row.endpoint_id) for row in db.session.execute(statement, params)]
+    if len(claimed) < limit:
+        claimed += _claim_single_lane_heads(owner, now, params["expires"])
+    db.session.commit()
+    return claimed
+
+
+def _claim_single_lane_heads(owner: str, now: datetime, expires: datetime) -> list[tuple[int, int]]:
+    """Take the oldest pending delivery of each idle single-lane endpoint.
+
+    Only the head of the queue may go, even if a younger delivery is due
+    earlier, so an ordered receiver sees events in publish order and a
+    half-open circuit is probed by exactly one request.
+    """
+    claimed = []
+    for endpoint_id, head in db.session.execute(sql(SINGLE_LANE_HEADS), {"now": now}).all():
+        if head is None:
+            continue
+        row = db.session.execute(
+            sql(
+                "UPDATE deliveries SET status = 'delivering', lease_owner = :owner, lease_expires_at = :expires,"
+                " updated_at = :now WHERE id = :id AND status = 'pending' AND next_attempt_at <= :now"
+                " RETURNING id, endpoint_id"
+            ),
+            {"owner": owner, "expires": expires, "now": now, "id": head},
+        ).first()
+        if row:
+            claimed.append((row.id, row.endpoint_id))
+    return claimed
+
+
+def reclaim_expired(now: datetime | None = None) -> list[int]:
+    """Put deliveries whose worker died (lease expired) back to pending; return their ids."""
+    now = now or now_utc()
+    lock = "FOR UPDATE SKIP LOCKED" if is_postgres() else ""
+    ids = list(db.session.scalars(sql(EXPIRED_LEASES.format(lock=lock)), {"now": now}))
+    db.session.commit()
+    return ids
+
+
+def release(delivery_ids: Collection[int], owner: str, *, retry_at: datetime | None = None) -> int:
+    """Give claimed deliveries back without spending an attempt (shutdown, rate limit, open circuit)."""
+    if not delivery_ids:
+        return 0
+    now = now_utc()
+    result = db.session.execute(
+        sql(
+            "UPDATE deliveries SET status = :pending, lease_owner = NULL, lease_expires_at = NULL,"
+            " next_attempt_at = :retry_at, updated_at = :now"
+            " WHERE id IN :ids AND lease_owner = :owner AND status = :delivering",
+            "ids",
+        ),
+        {
+            "pending": PENDING,
+            "delivering": DELIVERING,
+            "retry_at": retry_at or now,
+            "now": now,
+            "ids": list(delivery_ids),
+            "owner": owner,
+        },
+    )
+    db.session.commit()
+    return result.rowcount

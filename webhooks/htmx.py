@@ -1,0 +1,40 @@
+"""The only importer of ``htmx_flask``: page-or-fragment rendering and the Vary header.
+
+htmx-flask is unmaintained (one release, 2022); fencing it into this module
+keeps a switch to the maintained ``flask-htmx`` to one file.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask import render_template
+from htmx_flask import Htmx
+from htmx_flask import make_response as htmx_response
+from htmx_flask import request
+
+htmx = Htmx()
+
+
+def is_htmx() -> bool:
+    """True when htmx sent this request (``HX-Request: true``)."""
+    return bool(request.htmx)
+
+
+def render(page: str, fragment: str | None = None, *, trigger=None, status: int = 200, **context):
+    """Render the full page, or only ``fragment`` for htmx requests.
+
+    ``trigger`` becomes an ``HX-Trigger`` header (a toast message, a refresh).
+    """
+    template = fragment if fragment and is_htmx() and not request.htmx.boosted else page
+    response = htmx_response(render_template(template, **context), status, trigger=trigger)
+    return response
+
+
+def init_app(app: Flask) -> None:
+    htmx.init_app(app)
+
+    @app.after_request
+    def vary_on_htmx(response):
+        # The same URL answers a page or a fragment; caches must keep them apart.
+        response.vary.add("HX-Request")
+        return response

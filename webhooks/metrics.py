@@ -1,0 +1,66 @@
+"""Prometheus metrics: counters kept by each process, gauges read from the database.
+
+Counters (attempts, inbound answers) live in the process that did the work, so
+scrape every process, or read the database-backed gauges (deliveries by
+status, due backlog), which are the same from any process.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter
+from prometheus_client import Histogram
+from prometheus_client import generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import func
+from sqlalchemy import select
+
+REGISTRY = CollectorRegistry()
+ATTEMPTS = Counter("webhooks_attempts", "Delivery attempts by resulting status.", ["outcome"], registry=REGISTRY)
+ATTEMPT_SECONDS = Histogram(
+    "webhooks_attempt_duration_seconds",
+    "Time from sending a delivery to reading its response.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+INBOUND = Counter("webhooks_inbound_requests", "Inbound requests by HTTP answer.", ["code"], registry=REGISTRY)
+
+
+def observe_attempt(outcome: str, duration_ms: int) -> None:
+    """Count one delivery attempt."""
+    ATTEMPTS.labels(outcome).inc()
+    ATTEMPT_SECONDS.observe(duration_ms / 1000)
+
+
+def observe_inbound(code: int) -> None:
+    """Count one answer to a provider."""
+    INBOUND.labels(str(code)).inc()
+
+
+class DatabaseCollector:
+    """Gauges computed at scrape time inside the app context of the scrape."""
+
+    def describe(self):
+        return []  # nothing to check at registration, which runs outside any app context
+
+    def collect(self):
+        from webhooks.db import db
+        from webhooks.db import now_utc
+        from webhooks.models import Delivery
+
+        by_status = GaugeMetricFamily("webhooks_deliveries", "Deliveries by status.", labels=["status"])
+        for status, count in db.session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)):
+            by_status.add_metric([status], count)
+        yield by_status
+        due = db.session.scalar(
+            select(func.count()).where(Delivery.status == "pending", Delivery.next_attempt_at <= now_utc())
+        )
+        yield GaugeMetricFamily("webhooks_due_backlog", "Pending deliveries whose time has come.", value=due)
+
+
+REGISTRY.register(DatabaseCollector())
+
+
+def render() -> bytes:
+    """The exposition text for ``/metrics``."""
+    return generate_latest(REGISTRY)

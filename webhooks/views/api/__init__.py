@@ -1,0 +1,98 @@
+"""JSON API v1, tenant-scoped by ``Authorization: Bearer <api key>``.
+
+Every route here is thin: parse, call one ``webhooks`` function, serialise.
+An object of another tenant is a 404, exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from flask import Blueprint
+from flask import g
+from flask import request
+
+from webhooks.auth import api_key_required
+from webhooks.db import db
+from webhooks.errors import ApiError
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+MAX_PAGE = 200
+
+
+@bp.before_request
+@api_key_required
+def authenticate():
+    """Every API route needs a key; the decorator sets ``g.tenant``."""
+
+
+def json_body(*, required: bool = True) -> Any:
+    """The request body as JSON, or a 400 that says what is wrong with it."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        if required:
+            raise ApiError(400, "the request body must be JSON")
+        return {}
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
+
+
+def json_object(*, required: bool = True) -> dict:
+    body = json_body(required=required)
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    return body
+
+
+def owned(model, object_id: int, what: str):
+    """The tenant's object with this id, or 404 (also for other tenants' objects)."""
+    item = db.session.get(model, object_id)
+    if item is None or item.tenant_id != g.tenant.id:
+        raise ApiError(404, f"no {what} with id {object_id}")
+    return item
+
+
+def page_limit() -> int:
+    try:
+        limit = int(request.args.get("limit", 50))
+    except ValueError:
+        raise ApiError(400, "limit must be a number", field="limit") from None
+    if not 1 <= limit <= MAX_PAGE:
+        raise ApiError(400, f"limit must be between 1 and {MAX_PAGE}", field="limit")
+    return limit
+
+
+def decode_cursor() -> int | None:
+    """Cursors are opaque to clients; inside they are the last id of the previous page."""
+    cursor = request.args.get("cursor")
+    if not cursor:
+        return None
+    try:
+        return int(base64.urlsafe_b64decode(cursor.encode()).decode())
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ApiError(400, "invalid cursor", field="cursor") from None
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(str(last_id).encode()).decode()
+
+
+def int_arg(name: str) -> int | None:
+    value = request.args.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an integer", field=name) from None
+
+
+from webhooks.views.api import catalog  # noqa: E402,F401  (routes register on bp)
+from webhooks.views.api import deliveries  # noqa: E402,F401
+from webhooks.views.api import endpoints  # noqa: E402,F401
+from webhooks.views.api import events  # noqa: E402,F401

@@ -1,0 +1,167 @@
+"""The sweep: claim due deliveries and run them on a bounded thread pool.
+
+One ``Worker`` per process. Each sweep claims only as many deliveries as there
+are free slots, so nothing claimed waits in a queue while its lease runs out,
+and no endpoint may hold more than three quarters of the slots, so one
+receiver that hangs until its timeout cannot starve the others.
+Stopping is graceful: no new claims, in-flight attempts finish (bounded by
+their timeouts), and anything claimed but not started is released.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+from flask import Flask
+
+from webhooks import claims
+from webhooks import delivery
+from webhooks import egress
+from webhooks import receiver_auth
+from webhooks.db import db
+
+log = logging.getLogger("webhooks.worker")
+
+RECLAIM_EVERY = 5.0
+
+
+def worker_name() -> str:
+    """``host:pid:random``: unique per process, readable in the lease_owner column."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class Worker:
+    def __init__(self, app: Flask, *, concurrency: int | None = None, name: str | None = None) -> None:
+        config = app.config
+        self.app = app
+        self.name = name or worker_name()
+        self.concurrency = concurrency or config["DELIVERY_CONCURRENCY"]
+        self.per_endpoint = max(1, self.concurrency * 3 // 4)
+        self.lease_seconds = config["LEASE_SECONDS"]
+        self.batch = config["CLAIM_BATCH"]
+        self.settings = delivery.Settings(
+            session=egress.new_session(self.concurrency),
+            tokens=receiver_auth.TokenCache(),
+            allow_private=config["ALLOW_PRIVATE_TARGETS"],
+            body_limit=config["RESPONSE_BODY_LIMIT"],
+            user_agent=config["USER_AGENT"],
+        )
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="delivery")
+        self._lock = threading.Condition()
+        self._in_flight: Counter[int] = Counter()
+        self._queued: dict[int, int] = {}  # claimed, not started: delivery id -> endpoint id
+        self._stopping = threading.Event()
+        self._last_reclaim = 0.0
+
+    @property
+    def in_flight(self) -> int:
+        return sum(self._in_flight.values())
+
+    def sweep(self, budget: float | None = None) -> int:
+        """Claim and start due deliveries for up to ``budget`` seconds; return how many started.
+
+        Runs until nothing is due or the time is up; while every slot is busy it
+        waits for one to free up instead of claiming work it cannot start.
+        Must run inside an app context.
+        """
+        deadline = time.monotonic() + (budget if budget is not None else self.app.config["SWEEP_INTERVAL"])
+        self._reclaim_if_due()
+        started = 0
+        while not self._stopping.is_set():
+            with self._lock:
+                free = self.concurrency - self.in_flight
+                if free == 0:
+                    if not self._lock.wait(max(deadline - time.monotonic(), 0)) or time.monotonic() >= deadline:
+                        break
+                    continue
+                saturated = [e for e, n in self._in_flight.items() if n >= self.per_endpoint]
+            claimed = claims.claim_due(
+                self.name,
+                min(free, self.batch),
+                lease_seconds=self.lease_seconds,
+                excluded=saturated,
+                per_endpoint=self.per_endpoint,
+            )
+            for delivery_id, endpoint_id in claimed:
+                self._start(delivery_id, endpoint_id)
+            started += len(claimed)
+            if not claimed or time.monotonic() >= deadline:
+                break
+        return started
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until nothing is in flight; for tests and shutdown."""
+        end = time.monotonic() + timeout
+        with self._lock:
+            while self.in_flight:
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._lock.wait(remaining)
+        return True
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop claiming, let in-flight attempts finish, release what never started."""
+        self._stopping.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            never_started = list(self._queued.items())
+            self._queued.clear()
+        for delivery_id, endpoint_id in never_started:
+            self._done(delivery_id, endpoint_id)
+        if never_started:
+            with self.app.app_context():
+                claims.release([delivery_id for delivery_id, _ in never_started], self.name)
+                db.session.remove()
+        if not self.wait_idle(timeout):
+            log.warning("worker %s stopped with %s deliveries still in flight", self.name, self.in_flight)
+        self.settings.session.close()
+
+    def _reclaim_if_due(self) -> None:
+        if time.monotonic() - self._last_reclaim < RECLAIM_EVERY:
+            return
+        self._last_reclaim = time.monotonic()
+        reclaimed = claims.reclaim_expired()
+        if reclaimed:
+            log.warning("reclaimed %s deliveries whose lease expired", len(reclaimed))
+
+    def _start(self, delivery_id: int, endpoint_id: int) -> None:
+        with self._lock:
+            self._in_flight[endpoint_id] += 1
+            self._queued[delivery_id] = endpoint_id
+        try:
+            self._pool.submit(self._run, delivery_id, endpoint_id)
+        except RuntimeError:  # the pool shut down between claim and submit
+            self._done(delivery_id, endpoint_id)
+
+    def _run(self, delivery_id: int, endpoint_id: int) -> None:
+        with self._lock:
+            if self._queued.pop(delivery_id, None) is None:
+                return  # released by stop() while waiting for a thread
+        try:
+            with self.app.app_context():
+                try:
+                    delivery.deliver(delivery_id, self.name, self.settings)
+                except Exception:
+                    # The lease stays; it expires and the delivery is claimed again.
+                    log.exception("delivery %s crashed; it will be retried after its lease expires", delivery_id)
+                    db.session.rollback()
+                finally:
+                    db.session.remove()
+        finally:
+            self._done(delivery_id, endpoint_id)
+
+    def _done(self, delivery_id: int, endpoint_id: int) -> None:
+        with self._lock:
+            self._queued.pop(delivery_id, None)
+            self._in_flight[endpoint_id] -= 1
+            if self._in_flight[endpoint_id] <= 0:
+                del self._in_flight[endpoint_id]
+            self._lock.notify_all()
