@@ -581,9 +581,9 @@ class CompiledTemplate:
 def compile_template(body: str) -> CompiledTemplate:
     """Compile a payload template, or raise :class:`TemplateError`.
 
-    Syntax errors, unknown filters and the like carry their line. Anything
-    else that goes wrong while compiling (templates nested deeper than Python
-    can compile) is a ``TemplateError`` too, so callers handle one exception.
+    Syntax errors, unknown filters and the like carry their line. Templates
+    nested deeper than Python can compile are a ``TemplateError`` too, so
+    callers handle one exception.
     Results are cached by body: the same template renders for every
     delivery of an endpoint. Jinja folds constant expressions while
     compiling, so compiling runs under the default render budget as well.
@@ -593,8 +593,9 @@ def compile_template(body: str) -> CompiledTemplate:
             return CompiledTemplate(_ENVIRONMENT.from_string(body))
         except jinja_exceptions.TemplateSyntaxError as exc:
             raise TemplateError(exc.message or "syntax error", exc.lineno) from exc
-        except Exception as exc:
-            raise TemplateError(f"template cannot be compiled: {_describe(exc)}") from exc
+        except (RecursionError, SyntaxError) as exc:
+            # Python's own limits on the generated code: nesting depth.
+            raise TemplateError("template is nested too deeply to compile") from exc
 
 
 def render_payload(body: str, context: Mapping[str, Any], **kwargs: Any) -> str:
