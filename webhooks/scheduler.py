@@ -56,6 +56,8 @@ def start(app: Flask) -> BackgroundScheduler:
     """Start sweeping in background threads; stopped at interpreter exit or by :func:`stop`."""
     if "webhooks.scheduler" in app.extensions:
         return app.extensions["webhooks.scheduler"]
+    # APScheduler logs every run at INFO: once a second per process is noise, not news.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
     interval = app.config["SWEEP_INTERVAL"]
     scheduler.add_job(_in_context(app, lambda: worker(app).sweep()), "interval", seconds=interval, id="sweep")
