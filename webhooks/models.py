@@ -201,6 +201,7 @@ class Delivery(db.Model):
         Index(
             "ix_deliveries_due",
             "next_attempt_at",
+            "id",
             sqlite_where=text("status = 'pending'"),
             postgresql_where=text("status = 'pending'"),
         ),
