@@ -172,3 +172,8 @@ def test_catalog_objects_are_tenant_scoped(api, other_api):
 
 def _lower(headers):
     return {k.lower(): v for k, v in headers.items()}
+
+
+def test_template_source_is_capped(api):
+    response = api.post("/api/v1/templates", json={"name": "big", "body": "{}" + " " * 70_000})
+    assert response.status_code == 422 and "at most" in response.get_json()["error"]["message"]

@@ -20,6 +20,8 @@ from webhooks.models import PayloadTemplate
 from webhooks.models import Tenant
 
 FIELDS = {"name", "description", "body", "event_type"}
+# Compiling is not time-bounded like rendering is, so the source itself is capped.
+MAX_BODY_CHARS = 64 * 1024
 
 
 def sample_event(event_type: str | None) -> dict:
@@ -55,6 +57,8 @@ def apply(template: PayloadTemplate, data: Any, *, creating: bool) -> None:
     template.description = data.get("description", template.description) or ""
     template.event_type = data.get("event_type", template.event_type) or None
     template.body = data.get("body", template.body)
+    if len(template.body) > MAX_BODY_CHARS:
+        raise ApiError(422, f"a template may be at most {MAX_BODY_CHARS} characters", field="body")
     check_body(template.tenant_id, template.body, template.event_type)
 
 

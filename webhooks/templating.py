@@ -11,8 +11,8 @@ outside world, and rendering happens inside the worker that sends everybody's
 webhooks. So a template is untrusted code and is held to three promises: it
 cannot reach Python internals, it cannot run for longer than a deadline, and
 it cannot build more than a size allowance, whatever it does. Breaking any of
-them is a :class:`TemplateError` with the template line, never a hang and
-never a ``MemoryError``.
+them is a :class:`TemplateError` (with the template line where there is
+one), never a hang and never a ``MemoryError``.
 
 Reaching internals. Templates run in Jinja's
 :class:`~jinja2.sandbox.ImmutableSandboxedEnvironment` (no ``_`` attributes,
@@ -37,7 +37,7 @@ Bounding time. Three mechanisms were weighed:
     in every filter, and once per iteration of every ``{% for %}`` loop.
 (c) Render in a thread and inject an exception with
     ``ctypes.pythonapi.PyThreadState_SetAsyncExc``. The exception is only
-    delivered between bytecodes, so one long C call (``2 ** 10**9``, a huge
+    delivered between bytecodes, so one long C call (``2 ** (10**9)``, a huge
     ``str.join``) is not interrupted at all; when the injection lands in a
     ``finally`` or while a lock is held it corrupts state; and a thread that
     ignores it keeps burning CPU after the caller gave up.
@@ -59,8 +59,9 @@ only place memory goes: ``{% set %}`` blocks and macros buffer text, and
 that holds the same big string many times build values in one C call.
 Each of those charges what it is about to build against a second allowance
 of ``max_bytes`` per render (characters for text, items for lists), before
-building it. Integers are capped at :data:`MAX_INT_BITS`, checked before
-``*`` and ``**`` run.
+building it; memory use is a small multiple of that (object overhead is not
+counted). Integers are capped at :data:`MAX_INT_BITS`, checked before ``*``
+and ``**`` run.
 
 Missing values. ``order.coupon`` of a payload without a coupon is
 undefined rather than an error (Jinja's ``ChainableUndefined``: optional
@@ -87,6 +88,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import date
 from typing import Any
+from typing import NoReturn
 
 from jinja2 import ChainableUndefined
 from jinja2 import Template
@@ -422,6 +424,7 @@ class _PayloadEnvironment(ImmutableSandboxedEnvironment):
         self.filters = _filters()
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        """Jinja's rules, and methods of plain data only from the allow-list."""
         if not super().is_safe_attribute(obj, attr, value):
             return False
         return attr in _SAFE_METHODS or not (callable(value) and isinstance(obj, _DATA_TYPES))
@@ -434,7 +437,7 @@ class _PayloadEnvironment(ImmutableSandboxedEnvironment):
     def getitem(self, obj: Any, argument: Any) -> Any:
         return _BUDGET.get().looked_up(obj, super().getitem(obj, argument))
 
-    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
+    def unsafe_undefined(self, obj: Any, attribute: str) -> NoReturn:
         raise jinja_exceptions.SecurityError(
             f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe"
         )
@@ -483,12 +486,10 @@ def _template_line(tb: Any) -> int | None:
 
 
 def _runtime_error(exc: Exception) -> TemplateError:
-    if isinstance(exc, TemplateError) and exc.line is not None:
-        return exc
     return TemplateError(_describe(exc), _template_line(exc.__traceback__))
 
 
-def _reject_constant(name: str) -> None:
+def _reject_constant(name: str) -> NoReturn:
     raise TemplateError(f"rendered output is not valid JSON: {name} is not a JSON value")
 
 
@@ -614,13 +615,14 @@ def preview(body: str, payload: Any, *, event: Mapping[str, Any]) -> dict[str, A
     """Render ``body`` for a live preview; never raises for a bad template.
 
     Returns ``{"ok": True, "output": <indented JSON>, "value": <parsed>}`` or
-    ``{"ok": False, "error": <message with "line N: ">, "line": <int or None>}``
-    so the editor can show the message and highlight the line. Uses the
-    default timeout and size limits, the ones deliveries get.
+    ``{"ok": False, "error": <message>, "line": <template line or None>}``;
+    the message has no "line N:" prefix, as the editor shows the line by
+    highlighting it. Uses the default timeout and size limits, the ones
+    deliveries get.
     """
     context = template_context(payload, event=event)
     try:
         text, value = compile_template(body)._render_parsed(context, DEFAULT_TIMEOUT, MAX_OUTPUT_BYTES)
     except TemplateError as exc:
-        return {"ok": False, "error": str(exc), "line": exc.line}
+        return {"ok": False, "error": exc.message, "line": exc.line}
     return {"ok": True, "output": _pretty(value, text), "value": value}
