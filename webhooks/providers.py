@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from webhooks import signing
+
 DEFAULT_TOLERANCE = 300
 MAX_TOLERANCE = 7 * 24 * 3600
 
@@ -520,27 +522,16 @@ class Standard(Preset):
         return _body_field(payload, "type"), headers.get("webhook-id")
 
     def sign(self, secret, body, config, timestamp):
-        key = _standard_key(secret)
-        if not key:
+        if not _standard_key(secret):
             raise ValueError("a Standard Webhooks secret is whsec_ followed by base64")
-        msg_id = "msg_" + uuid.uuid4().hex
-        digest = _mac(key, f"{msg_id}.{timestamp}.".encode() + body)
-        return {
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": "v1," + base64.b64encode(digest).decode(),
-        }
+        return signing.headers([secret], "msg_" + uuid.uuid4().hex, timestamp, body)
 
 
 def _standard_key(secret: str) -> bytes | None:
-    """The HMAC key of a Standard Webhooks secret, ``None`` if it has none.
-
-    Decoded as the reference library does: the ``whsec_`` prefix and the
-    base64 padding are optional.
-    """
+    """The HMAC key of a Standard Webhooks secret (as our outbound side signs), ``None`` if it has none."""
     try:
-        return base64.b64decode(secret.removeprefix("whsec_") + "==")
-    except ValueError:
+        return signing.secret_key(secret)
+    except signing.SignatureError:
         return None
 
 

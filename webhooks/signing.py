@@ -31,12 +31,12 @@ def generate_secret() -> str:
 def secret_key(secret: str) -> bytes:
     """The HMAC key of a secret: the base64 after an optional ``whsec_`` prefix.
 
-    The reference ``standardwebhooks`` library decodes unprefixed secrets as
-    base64 too, so a secret means the same key here and at the receiver.
+    Decoded as the reference ``standardwebhooks`` library does (prefix and
+    padding optional), so a secret means the same key here and at the receiver.
     """
     encoded = secret[len(SECRET_PREFIX):] if secret.startswith(SECRET_PREFIX) else secret
     try:
-        return base64.b64decode(encoded, validate=True)
+        return base64.b64decode(encoded + "==")
     except ValueError:
         raise SignatureError("the secret must be base64, optionally after whsec_") from None
 
