@@ -21,6 +21,7 @@ def create_app(config: dict | None = None) -> Flask:
     from webhooks import crypto
     from webhooks import db
     from webhooks import errors
+    from webhooks import hooks
     from webhooks import htmx
     from webhooks import scheduler
     from webhooks.views import register_blueprints
@@ -43,6 +44,7 @@ def create_app(config: dict | None = None) -> Flask:
     errors.init_app(app)
     htmx.init_app(app)
     register_blueprints(app)
+    hooks.init_app(app)
     cli.init_app(app)
     scheduler.init_app(app)
     return app

@@ -7,7 +7,9 @@ the whole suite against PostgreSQL; ``.ci/run`` runs it both ways.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import uuid
 
 import pytest
@@ -39,6 +41,21 @@ def postgres_database():
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     base = pg_driver_url(POSTGRES_URL).rsplit("/", 1)[0]
     yield f"{base}/{name}"
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def fresh_postgres_url():
+    """An empty PostgreSQL database of its own for one test (migrations, real processes)."""
+    if not POSTGRES_URL:
+        pytest.skip("WEBHOOKS_TEST_POSTGRES_URL is not set; PostgreSQL tests need a server")
+    admin = create_engine(pg_driver_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
+    name = f"webhooks_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield pg_driver_url(POSTGRES_URL).rsplit("/", 1)[0] + f"/{name}"
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
@@ -125,6 +142,11 @@ class Api:
         assert response.status_code == 202, response.get_json()
         return response.get_json()
 
+    def source(self, slug: str = "gh", provider: str = "github", **fields) -> dict:
+        response = self.post("/api/v1/sources", json={"slug": slug, "provider": provider, **fields})
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()
+
 
 def make_tenant(app, slug: str) -> tuple[int, str]:
     from webhooks.cli import create_tenant
@@ -186,3 +208,112 @@ def drainer(app):
     drainer = Drainer(app)
     yield drainer
     drainer.worker.stop(timeout=5)
+
+
+@pytest.fixture
+def live_server(app):
+    """The app on a real loopback HTTP server; yields its port."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_port
+    server.shutdown()
+    server.server_close()
+
+
+class Dashboard:
+    """A test client for the dashboard: makes users, logs in, and posts forms
+    with the session's CSRF token, as a browser would."""
+
+    PASSWORD = "correct horse battery"
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.client = app.test_client()
+        self.token: str | None = None
+
+    def user(self, username: str, *, admin: bool = False, roles: dict[int, str] | None = None) -> int:
+        """Create a user with the test password and ``{tenant_id: role}``; return its id."""
+        from webhooks.db import db
+        from webhooks.models import Membership
+        from webhooks.models import User
+
+        with self.app.app_context():
+            # A hash made once: scrypt costs a tenth of a second per call.
+            user = User(username=username, password_hash=_password_hash(self.PASSWORD), is_admin=admin)
+            db.session.add(user)
+            db.session.flush()
+            for tenant_id, role in (roles or {}).items():
+                db.session.add(Membership(user_id=user.id, tenant_id=tenant_id, role=role))
+            db.session.commit()
+            return user.id
+
+    def login(self, username: str, password: str | None = None):
+        """Log in through the form, as a person does; returns the answer to the POST."""
+        page = self.client.get("/login")
+        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text).group(1)
+        response = self.client.post(
+            "/login", data={"username": username, "password": password or self.PASSWORD, "csrf_token": token}
+        )
+        self.refresh_token()
+        return response
+
+    def login_as(self, user_id: int) -> None:
+        """Start a logged-in session without typing the password (fast; the login form has its own tests)."""
+        with self.client.session_transaction() as session:
+            session["user_id"] = user_id
+        self.refresh_token()
+
+    def refresh_token(self) -> None:
+        page = self.client.get("/", follow_redirects=True)
+        found = re.search(r'"X-CSRF-Token": "([^"]+)"', page.text)
+        self.token = found.group(1) if found else None
+
+    def get(self, url: str, *, htmx: bool = False, **kwargs):
+        headers = {"HX-Request": "true"} if htmx else {}
+        return self.client.get(url, headers={**headers, **kwargs.pop("headers", {})}, **kwargs)
+
+    def post(self, url: str, data: dict | None = None, *, csrf: bool = True, htmx: bool = False, **kwargs):
+        """POST a form; ``csrf=False`` leaves the token out, ``htmx=True`` sends it as htmx does, in a header."""
+        data = dict(data or {})
+        headers = {}
+        if htmx:
+            headers["HX-Request"] = "true"
+            if csrf:
+                headers["X-CSRF-Token"] = self.token
+        elif csrf:
+            data["csrf_token"] = self.token
+        return self.client.post(url, data=data, headers={**headers, **kwargs.pop("headers", {})}, **kwargs)
+
+
+@functools.lru_cache(maxsize=1)
+def _password_hash(password: str) -> str:
+    from werkzeug.security import generate_password_hash
+
+    return generate_password_hash(password)
+
+
+@pytest.fixture
+def dashboard(app) -> Dashboard:
+    return Dashboard(app)
+
+
+@pytest.fixture
+def process_inbound(app):
+    """Run the scheduler's inbound processing once, as a test step; returns how many it processed."""
+
+    def process(now=None, owner: str = "test-worker") -> int:
+        from webhooks import inbound
+        from webhooks.db import db
+
+        with app.app_context():
+            try:
+                return inbound.process_due(owner, budget=10.0, now=now)
+            finally:
+                db.session.remove()
+
+    return process

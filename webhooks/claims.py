@@ -12,6 +12,7 @@ lease runs out.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection
 from datetime import datetime
 from datetime import timedelta
@@ -25,6 +26,7 @@ from webhooks.db import is_postgres
 from webhooks.db import now_utc
 from webhooks.models import DELIVERING
 from webhooks.models import PENDING
+from webhooks.models import BigId
 
 # Candidates are the oldest due rows whose endpoint is neither saturated in this
 # process, nor held by an open circuit, nor (in ordered mode) busy or ahead of an
@@ -74,20 +76,59 @@ WHERE id IN (
 RETURNING id
 """
 
-# Single-lane endpoints get at most one delivery in flight: ordered ones always,
-# and those whose circuit is half-open (cool-down over, failures not yet reset),
-# which get exactly one probe.
-SINGLE_LANE = "(ordered OR consecutive_failures >= circuit_threshold)"
+# Single-lane endpoints get at most one delivery in flight: ordered ones always
+# (batching ones excepted: there the batch is the lane), and those whose circuit
+# is half-open (cool-down over, failures not yet reset), which get exactly one
+# probe. Batching endpoints are claimed batch by batch (claim_batches).
+SINGLE_LANE = "((ordered AND batch_size <= 1) OR consecutive_failures >= circuit_threshold)"
 
 BLOCKED_ENDPOINTS = f"""
-SELECT id FROM endpoints WHERE circuit_open_until > :now OR {SINGLE_LANE}
+SELECT id FROM endpoints WHERE circuit_open_until > :now OR {SINGLE_LANE} OR batch_size > 1
 """
 
+# The head of an ordered queue is its oldest pending delivery, due or not: the
+# rest waits behind it. A half-open probe is simply the delivery due first.
 SINGLE_LANE_HEADS = f"""
-SELECT e.id, (SELECT min(d.id) FROM deliveries d WHERE d.endpoint_id = e.id AND d.status = 'pending') AS head
+SELECT e.id, CASE WHEN e.ordered
+    THEN (SELECT min(d.id) FROM deliveries d WHERE d.endpoint_id = e.id AND d.status = 'pending')
+    ELSE (SELECT d.id FROM deliveries d WHERE d.endpoint_id = e.id AND d.status = 'pending'
+          AND d.next_attempt_at <= :now ORDER BY d.next_attempt_at, d.id LIMIT 1)
+    END AS head
 FROM endpoints e
 WHERE {SINGLE_LANE} AND (e.circuit_open_until IS NULL OR e.circuit_open_until <= :now)
   AND NOT EXISTS (SELECT 1 FROM deliveries b WHERE b.endpoint_id = e.id AND b.status = 'delivering')
+"""
+
+# Batching endpoints with something due and a closed circuit, longest waiting first.
+BATCH_ENDPOINTS = """
+SELECT e.id, e.batch_size, e.batch_window_seconds, e.ordered
+FROM endpoints e JOIN deliveries d ON d.endpoint_id = e.id
+WHERE e.batch_size > 1 AND e.consecutive_failures < e.circuit_threshold
+  AND (e.circuit_open_until IS NULL OR e.circuit_open_until <= :now)
+  AND e.id NOT IN :excluded
+  AND d.status = 'pending' AND d.next_attempt_at <= :now
+GROUP BY e.id, e.batch_size, e.batch_window_seconds, e.ordered
+ORDER BY min(d.next_attempt_at), e.id
+"""
+
+BATCH_MEMBERS = """
+SELECT id, next_attempt_at FROM deliveries
+WHERE endpoint_id = :endpoint AND status = 'pending' AND next_attempt_at <= :now
+ORDER BY next_attempt_at, id LIMIT :size
+"""
+
+# In order: the oldest pending ones, and only while no batch is in flight.
+ORDERED_BATCH_MEMBERS = """
+SELECT id, next_attempt_at FROM deliveries
+WHERE endpoint_id = :endpoint AND status = 'pending'
+  AND NOT EXISTS (SELECT 1 FROM deliveries b WHERE b.endpoint_id = :endpoint AND b.status = 'delivering')
+ORDER BY id LIMIT :size
+"""
+
+CLAIM_IDS = """
+UPDATE deliveries SET status = 'delivering', lease_owner = :owner, lease_expires_at = :expires, updated_at = :now
+WHERE id IN {ids} AND status = 'pending'
+RETURNING id
 """
 
 # Sentinel for "exclude nothing": an empty IN () is not valid SQL everywhere.
@@ -140,6 +181,61 @@ def claim_due(
         claimed += _claim_single_lane_heads(owner, now, params["expires"])
     db.session.commit()
     return claimed
+
+
+def claim_batches(
+    owner: str,
+    limit: int,
+    *,
+    lease_seconds: float,
+    excluded: Collection[int] = (),
+    now: datetime | None = None,
+) -> list[tuple[list[int], int]]:
+    """Claim up to ``limit`` batches of batching endpoints and commit; return ``(ids, endpoint_id)`` pairs.
+
+    A batch is up to ``batch_size`` due deliveries of one endpoint, taken once
+    ``batch_size`` are due or the oldest has waited ``batch_window_seconds``;
+    until then they wait, so the batch can fill. Ordered endpoints send their
+    batches one at a time, oldest deliveries first. ``ids`` are in publish order.
+    """
+    if limit <= 0:
+        return []
+    now = now or now_utc()
+    expires = now + timedelta(seconds=lease_seconds)
+    ready = db.session.execute(
+        sql(BATCH_ENDPOINTS, "excluded"), {"now": now, "excluded": sorted(excluded) or [NO_ENDPOINT]}
+    ).all()
+    batches = []
+    for endpoint in ready:
+        members = _batch_members(endpoint, now)
+        claimed = _claim_ids(members, owner, now, expires) if members else []
+        if claimed:
+            batches.append((claimed, endpoint.id))
+            if len(batches) == limit:
+                break
+    db.session.commit()
+    return batches
+
+
+def _batch_members(endpoint, now: datetime) -> list[int]:
+    """The deliveries that go out together now, or [] while the batch is still filling."""
+    query = ORDERED_BATCH_MEMBERS if endpoint.ordered else BATCH_MEMBERS
+    statement = sql(query).columns(id=BigId, next_attempt_at=UTCDateTime())
+    rows = db.session.execute(statement, {"endpoint": endpoint.id, "now": now, "size": endpoint.batch_size}).all()
+    due = list(itertools.takewhile(lambda row: row.next_attempt_at <= now, rows))
+    if not due:
+        return []
+    full = len(due) >= endpoint.batch_size
+    waited = due[0].next_attempt_at <= now - timedelta(seconds=endpoint.batch_window_seconds)
+    return [row.id for row in due] if full or waited else []
+
+
+def _claim_ids(ids: list[int], owner: str, now: datetime, expires: datetime) -> list[int]:
+    """Lease those of ``ids`` still pending; on PostgreSQL, rows another sweeper holds are skipped."""
+    candidates = "(SELECT id FROM deliveries WHERE id IN :ids FOR UPDATE SKIP LOCKED)" if is_postgres() else ":ids"
+    statement = sql(CLAIM_IDS.format(ids=candidates), "ids")
+    rows = db.session.execute(statement, {"owner": owner, "expires": expires, "now": now, "ids": ids})
+    return sorted(row.id for row in rows)
 
 
 def _claim_single_lane_heads(owner: str, now: datetime, expires: datetime) -> list[tuple[int, int]]:
@@ -198,3 +294,58 @@ def release(delivery_ids: Collection[int], owner: str, *, retry_at: datetime | N
     )
     db.session.commit()
     return result.rowcount
+
+
+# -- inbound requests ----------------------------------------------------------
+# The same lease protocol for received provider webhooks: several processes
+# sweep, each request is processed by one of them at a time.
+
+INBOUND_DUE = """
+SELECT id FROM inbound_requests WHERE status = 'received' AND next_attempt_at <= :now
+ORDER BY next_attempt_at, id LIMIT :limit
+"""
+
+SQLITE_INBOUND_CLAIM = f"""
+UPDATE inbound_requests SET status = 'processing', lease_owner = :owner, lease_expires_at = :expires
+WHERE id IN ({INBOUND_DUE}) AND status = 'received'
+RETURNING id
+"""
+
+# Inside IN (...), PostgreSQL may run a locking sub-select once per outer row and
+# ignore its LIMIT; a materialised CTE runs it exactly once.
+POSTGRES_INBOUND_CLAIM = f"""
+WITH due AS MATERIALIZED ({INBOUND_DUE} FOR UPDATE SKIP LOCKED)
+UPDATE inbound_requests SET status = 'processing', lease_owner = :owner, lease_expires_at = :expires
+FROM due WHERE inbound_requests.id = due.id
+RETURNING inbound_requests.id
+"""
+
+INBOUND_EXPIRED = """
+UPDATE inbound_requests SET status = 'received', lease_owner = NULL, lease_expires_at = NULL
+WHERE id IN (
+    SELECT id FROM inbound_requests WHERE status = 'processing' AND lease_expires_at < :now
+    ORDER BY lease_expires_at LIMIT 500 {lock}
+)
+RETURNING id
+"""
+
+
+def claim_inbound(owner: str, limit: int, *, lease_seconds: float, now: datetime | None = None) -> list[int]:
+    """Claim up to ``limit`` due inbound requests for ``owner`` and commit; return their ids, oldest first."""
+    now = now or now_utc()
+    rows = db.session.execute(
+        sql(POSTGRES_INBOUND_CLAIM if is_postgres() else SQLITE_INBOUND_CLAIM),
+        {"owner": owner, "expires": now + timedelta(seconds=lease_seconds), "now": now, "limit": limit},
+    )
+    claimed = sorted(row.id for row in rows)
+    db.session.commit()
+    return claimed
+
+
+def reclaim_expired_inbound(now: datetime | None = None) -> list[int]:
+    """Put inbound requests whose processor died (lease expired) back to received; return their ids."""
+    now = now or now_utc()
+    lock = "FOR UPDATE SKIP LOCKED" if is_postgres() else ""
+    ids = list(db.session.scalars(sql(INBOUND_EXPIRED.format(lock=lock)), {"now": now}))
+    db.session.commit()
+    return ids

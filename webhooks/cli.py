@@ -17,8 +17,8 @@ from sqlalchemy.orm.attributes import flag_modified
 
 from webhooks import auth
 from webhooks import scheduler
-from webhooks.db import create_schema
 from webhooks.db import db
+from webhooks.db import upgrade_schema
 from webhooks.models import Endpoint
 from webhooks.models import Source
 from webhooks.models import Tenant
@@ -98,8 +98,8 @@ def worker_command() -> None:
 
 @click.command("init-db")
 def init_db_command() -> None:
-    """Create missing tables (first start does this too)."""
-    create_schema()
+    """Create the schema, or migrate an older database to the current one (same as 'db upgrade')."""
+    upgrade_schema()
     click.echo("schema ready")
 
 

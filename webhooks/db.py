@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import functools
+import logging
+import sys
 from datetime import datetime
 from datetime import timezone
+from pathlib import Path
 
+import click
+import flask_migrate
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from flask import Flask
+from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import DateTime
 from sqlalchemy import MetaData
 from sqlalchemy import event
+from sqlalchemy import inspect
+from sqlalchemy import text
 from sqlalchemy import types
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
@@ -29,6 +40,13 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+# Batch mode lets one migration alter columns on SQLite too (by copying the table).
+migrate = Migrate(directory=str(MIGRATIONS), render_as_batch=True, compare_type=True)
+SCHEMA_LOCK = 0x57484B53  # any constant shared by every process of the hub
+FLASK_OPTIONS_WITH_VALUE = {"--app", "-A", "--env-file", "-e"}
+
+log = logging.getLogger("webhooks.db")
 
 
 def now_utc() -> datetime:
@@ -82,22 +100,116 @@ def engine_options(url: str) -> dict:
         # turn read-then-write into "database is locked"; a generous timeout
         # covers bursts of writers from the delivery pool.
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
-    return {"pool_size": 10, "max_overflow": 20, "pool_pre_ping": True, "pool_recycle": 1800}
+    # Without a connect timeout a database behind a dead network hangs every
+    # request and sweep until the kernel gives up, minutes later.
+    return {
+        "pool_size": 10,
+        "max_overflow": 20,
+        "pool_pre_ping": True,
+        "pool_recycle": 1800,
+        "connect_args": {"connect_timeout": 5},
+    }
 
 
 def init_app(app: Flask) -> None:
-    """Bind the database and create the schema on first start."""
+    """Bind the database, register ``flask db`` (migrations) and create the schema on first start."""
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config["SQLALCHEMY_DATABASE_URI"]))
     db.init_app(app)
-    with app.app_context():
-        create_schema()
+    migrate.init_app(app, db)
+    if not _running_migration_command():
+        with app.app_context():
+            create_schema()
 
 
 def create_schema() -> None:
-    """Create missing tables. Alembic migrations take over for existing databases."""
+    """Give an empty database the current schema, stamped as migrated to the head revision.
+
+    The tables are created from the models in one pass rather than by replaying
+    every migration: it is faster (each test starts on an empty database) and
+    tests/test_migrations.py fails whenever the two would differ. A database
+    that already has a revision belongs to ``flask db upgrade``; when it is
+    behind, this only warns, so the web keeps serving during a rolling deploy.
+    Several processes starting on one empty database take turns under a lock.
+    """
     from webhooks import models  # noqa: F401  (registers the tables)
 
-    db.create_all()
+    with db.engine.begin() as connection:
+        _lock_schema(connection)
+        context = _migration_context(connection)
+        current, head = context.get_current_revision(), head_revision()
+        if current is None:
+            legacy = inspect(connection).has_table("tenants")
+            db.metadata.create_all(connection)
+            if legacy:
+                log.warning(
+                    "the database has tables but no migration revision; if its schema matches the models,"
+                    " run 'flask --app app db stamp head' once, then 'flask --app app db upgrade' after updates"
+                )
+            else:
+                context.stamp(scripts(), "head")
+        elif current != head:
+            log.warning(
+                "the database schema is at revision %s, the code expects %s; run 'flask --app app db upgrade'",
+                current,
+                head,
+            )
+
+
+def upgrade_schema() -> None:
+    """Create the schema of an empty database, or migrate an older one to the head revision."""
+    create_schema()
+    flask_migrate.upgrade(directory=str(MIGRATIONS))
+
+
+@functools.cache
+def scripts() -> ScriptDirectory:
+    """The migration scripts in ``migrations/versions``."""
+    return ScriptDirectory(str(MIGRATIONS))
+
+
+def head_revision() -> str | None:
+    """The newest migration revision: the schema the models describe."""
+    return scripts().get_current_head()
+
+
+def _migration_context(connection) -> MigrationContext:
+    """Alembic's view of the database, without its INFO lines on every start of every process."""
+    alembic_log = logging.getLogger("alembic.runtime.migration")
+    level = alembic_log.level
+    alembic_log.setLevel(logging.WARNING)
+    try:
+        return MigrationContext.configure(connection)
+    finally:
+        alembic_log.setLevel(level)
+
+
+def _lock_schema(connection) -> None:
+    """Serialise schema creation between processes until the transaction ends."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+    elif connection.dialect.name == "sqlite":
+        # The stdlib driver runs DDL outside transactions; an explicit one that
+        # takes the write lock makes the check and the creation atomic.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _running_migration_command() -> bool:
+    """True under ``flask db ...``: Alembic alone decides the schema then, so
+    ``flask db upgrade`` on an empty database replays the migrations and
+    ``flask db migrate`` compares the models with the real schema.
+
+    Flask loads the app to list its commands before it knows which one runs,
+    so the command line itself is read.
+    """
+    if click.get_current_context(silent=True) is None:
+        return False  # a server or a test, not the flask command
+    args = iter(sys.argv[1:])
+    for arg in args:
+        if arg in FLASK_OPTIONS_WITH_VALUE:
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg == migrate.command
+    return False
 
 
 def is_postgres() -> bool:

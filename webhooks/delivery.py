@@ -4,10 +4,17 @@ No database transaction is open while the request is on the wire: the job is
 read into plain values first and the outcome is written afterwards, fenced on
 the lease owner, so a slow receiver never holds a SQLite write lock or a
 PostgreSQL row lock.
+
+A batching endpoint gets its claimed deliveries as one request whose body is
+the JSON array of their usual bodies; every delivery in it gets an attempt
+and shares the outcome. Deliveries held back by an open circuit or a rate
+limit go back to wait without spending an attempt.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
 import time
@@ -19,6 +26,7 @@ from typing import Any
 import requests
 from sqlalchemy import case
 from sqlalchemy import func
+from sqlalchemy import select
 from sqlalchemy import update
 
 from webhooks import claims
@@ -41,6 +49,8 @@ from webhooks.models import Endpoint
 log = logging.getLogger("webhooks.delivery")
 
 RETRY_AFTER_STATUSES = (429, 503)
+# A batch stops growing once its body passes this; the rest waits for the next one.
+BATCH_MAX_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,8 @@ class Job:
     rate_limit: int | None
     rate_period: str
     circuit_cooldown: float
+    circuit_open_until: datetime | None
+    batch_size: int
 
 
 @dataclass(frozen=True)
@@ -93,38 +105,72 @@ class Outcome:
 def deliver(delivery_id: int, owner: str, settings: Settings) -> str | None:
     """Make one attempt at a delivery claimed by ``owner``; return its new status.
 
-    Returns None when nothing was sent: the lease was lost, or a rate limit
-    sent the delivery back to wait without spending an attempt.
+    Returns None when nothing was sent: the lease was lost, or an open
+    circuit or a rate limit sent the delivery back to wait without spending
+    an attempt.
     """
-    job = load_job(delivery_id, owner)
-    if job is None:
-        return None
-    if not job.enabled:
-        return finish_without_sending(job, owner, f"endpoint disabled: {job.disabled_reason or 'by a user'}")
-    if job.rate_limit and hold_for_rate_limit(job, owner):
-        return None
-    try:
-        body = render_body(job)
-    except templating.TemplateError as exc:
-        return finish_without_sending(job, owner, f"payload template failed: {exc}")
-    sent_headers, exchange = send(job, body, settings)
-    outcome = judge(job, exchange)
-    record(job, owner, sent_headers, body, exchange, outcome)
-    return outcome.status
+    return deliver_batch([delivery_id], owner, settings).get(delivery_id)
+
+
+def deliver_batch(delivery_ids: list[int], owner: str, settings: Settings) -> dict[int, str]:
+    """Make one attempt at deliveries of one endpoint claimed together by ``owner``.
+
+    A batching endpoint gets them as one JSON array request, even a batch of
+    one; any other endpoint is only ever given one delivery at a time.
+    Returns the new status of each delivery that was attempted or failed
+    without sending; those held back or whose lease was lost are left out.
+    """
+    jobs = load_jobs(delivery_ids, owner)
+    if not jobs:
+        return {}
+    head = jobs[0]
+    if not head.enabled:
+        return fail_without_sending(jobs, owner, f"endpoint disabled: {head.disabled_reason or 'by a user'}")
+    if hold_for_circuit(jobs, owner) or (head.rate_limit and hold_for_rate_limit(jobs, owner)):
+        return {}
+    statuses: dict[int, str] = {}
+    rendered: list[tuple[Job, bytes]] = []
+    for job in jobs:
+        try:
+            rendered.append((job, render_body(job)))
+        except templating.TemplateError as exc:
+            statuses.update(fail_without_sending([job], owner, f"payload template failed: {exc}"))
+    if not rendered:
+        return statuses
+    if head.batch_size > 1:
+        statuses.update(send_batch(rendered, owner, settings))
+        return statuses
+    for job, body in rendered:  # one, unless batching was switched off after the claim
+        sent_headers, exchange = send(job, body, settings)
+        outcome = judge(job, exchange)
+        record(job, owner, sent_headers, body, exchange, outcome)
+        statuses[job.delivery_id] = outcome.status
+    return statuses
 
 
 def load_job(delivery_id: int, owner: str) -> Job | None:
     """Read the delivery, its event and endpoint, if ``owner`` still holds the lease."""
-    delivery = db.session.get(Delivery, delivery_id)
-    if delivery is None or delivery.lease_owner != owner:
-        db.session.rollback()
-        return None
+    jobs = load_jobs([delivery_id], owner)
+    return jobs[0] if jobs else None
+
+
+def load_jobs(delivery_ids: list[int], owner: str) -> list[Job]:
+    """Read the deliveries ``owner`` still holds, in id (publish) order, with their events and endpoint."""
+    deliveries = db.session.scalars(
+        select(Delivery).where(Delivery.id.in_(delivery_ids), Delivery.lease_owner == owner).order_by(Delivery.id)
+    ).all()
+    jobs = [_job(delivery) for delivery in deliveries]
+    db.session.rollback()  # end the read transaction before the network
+    return jobs
+
+
+def _job(delivery: Delivery) -> Job:
     endpoint, event = delivery.endpoint, delivery.event
     now = now_utc()
     secrets = [endpoint.secret]
     if endpoint.previous_secret and endpoint.previous_secret_expires_at and endpoint.previous_secret_expires_at > now:
         secrets.append(endpoint.previous_secret)
-    job = Job(
+    return Job(
         delivery_id=delivery.id,
         number=delivery.attempts + 1,
         trigger=delivery.next_trigger,
@@ -147,9 +193,9 @@ def load_job(delivery_id: int, owner: str) -> Job | None:
         rate_limit=endpoint.rate_limit,
         rate_period=endpoint.rate_period,
         circuit_cooldown=endpoint.circuit_cooldown_seconds,
+        circuit_open_until=endpoint.circuit_open_until,
+        batch_size=endpoint.batch_size,
     )
-    db.session.rollback()  # end the read transaction before the network
-    return job
 
 
 def event_fields(job: Job) -> dict:
@@ -170,29 +216,33 @@ def render_body(job: Job) -> bytes:
     return templating.render_payload(job.template_body, context).encode()
 
 
-def send(job: Job, body: bytes, settings: Settings) -> tuple[dict, egress.Exchange]:
-    """Sign and POST; with OAuth, a 401 gets one more try with a fresh token."""
-    sent_headers, exchange = _post_signed(job, body, settings)
+def send(job: Job, body: bytes, settings: Settings, *, message_id: str | None = None) -> tuple[dict, egress.Exchange]:
+    """Sign and POST; with OAuth, a 401 gets one more try with a fresh token.
+
+    ``message_id`` is the ``webhook-id``: the event's id unless a batch is sent.
+    """
+    sent_headers, exchange, auth_headers = _post_signed(job, body, settings, message_id or job.event_uid)
     if exchange.status == 401 and job.auth and job.auth["type"] == "oauth2":
-        settings.tokens.forget(job.auth)
-        sent_headers, exchange = _post_signed(job, body, settings)
+        rejected = auth_headers["Authorization"].removeprefix("Bearer ")
+        settings.tokens.forget(job.auth, rejected)
+        sent_headers, exchange, _ = _post_signed(job, body, settings, message_id or job.event_uid)
     return sent_headers, exchange
 
 
-def _post_signed(job: Job, body: bytes, settings: Settings) -> tuple[dict, egress.Exchange]:
+def _post_signed(job: Job, body: bytes, settings: Settings, message_id: str) -> tuple[dict, egress.Exchange, dict]:
     timestamp = int(time.time())
     try:
         auth_headers = receiver_auth.headers_for(
             job.auth, settings.session, settings.tokens, allow_private=settings.allow_private
         )
     except receiver_auth.AuthError as exc:
-        return {}, egress.Exchange(error=str(exc))
+        return {}, egress.Exchange(error=str(exc)), {}
     headers = {
         **job.custom_headers,
         **auth_headers,
         "Content-Type": "application/json",
         "User-Agent": settings.user_agent,
-        **signing.headers(job.secrets, job.event_uid, timestamp, body),
+        **signing.headers(job.secrets, message_id, timestamp, body),
     }
     exchange = egress.post(
         settings.session,
@@ -204,8 +254,44 @@ def _post_signed(job: Job, body: bytes, settings: Settings) -> tuple[dict, egres
         allow_private=settings.allow_private,
         verify_tls=job.verify_tls,
     )
-    return mask(headers, receiver_auth.secret_header_names(job.auth)), exchange
+    return mask(headers, receiver_auth.secret_header_names(job.auth)), exchange, auth_headers
 
+
+def send_batch(rendered: list[tuple[Job, bytes]], owner: str, settings: Settings) -> dict[int, str]:
+    """Send rendered deliveries of a batching endpoint as one JSON array; record an attempt for each.
+
+    The array holds each delivery's usual body in publish order; the request
+    is signed over the whole array with :func:`batch_id` as its
+    ``webhook-id``. Deliveries past ``BATCH_MAX_BYTES`` go back to wait for
+    the next batch without spending an attempt.
+    """
+    size, cut = 2, len(rendered)
+    for index, (_, body) in enumerate(rendered):
+        size += len(body) + 1
+        if size > BATCH_MAX_BYTES and index > 0:
+            cut = index
+            break
+    rendered, left = rendered[:cut], rendered[cut:]
+    if left:
+        claims.release([job.delivery_id for job, _ in left], owner)
+    jobs = [job for job, _ in rendered]
+    message_id = batch_id(jobs)
+    body = b"[" + b",".join(body for _, body in rendered) + b"]"
+    sent_headers, exchange = send(jobs[0], body, settings, message_id=message_id)
+    outcomes = [judge(job, exchange) for job in jobs]
+    record_batch(jobs, owner, sent_headers, [body for _, body in rendered], exchange, outcomes, batch=message_id)
+    return {job.delivery_id: outcome.status for job, outcome in zip(jobs, outcomes)}
+
+
+def batch_id(jobs: list[Job]) -> str:
+    """The ``webhook-id`` of a batch: ``batch_`` and a digest of its events' ids.
+
+    The same events in a retried batch give the same id, so a receiver can
+    de-duplicate whole batches; events that end up in a different batch are
+    told apart by their own ``id`` inside the array.
+    """
+    digest = hashlib.sha256(" ".join(job.event_uid for job in jobs).encode()).digest()
+    return "batch_" + base64.urlsafe_b64encode(digest[:18]).decode()
 
 def mask(headers: dict, secret_names: set[str]) -> dict:
     """Headers as stored in the attempt log: credentials shortened so they cannot be reused."""
@@ -238,56 +324,106 @@ def judge(job: Job, exchange: egress.Exchange) -> Outcome:
 
 def record(job: Job, owner: str, sent_headers: dict, body: bytes, exchange: egress.Exchange, outcome: Outcome) -> None:
     """Store the attempt and the delivery's new state in one transaction."""
+    record_batch([job], owner, sent_headers, [body], exchange, [outcome])
+
+
+def record_batch(
+    jobs: list[Job],
+    owner: str,
+    sent_headers: dict,
+    bodies: list[bytes],
+    exchange: egress.Exchange,
+    outcomes: list[Outcome],
+    *,
+    batch: str | None = None,
+) -> None:
+    """Store one request's attempt for each delivery it carried, and their new states, in one transaction.
+
+    For a ``batch`` each attempt keeps the shared headers and response but
+    only its own element of the array, so a batch of a thousand does not
+    store the whole array a thousand times. The circuit breaker counts the
+    request once, however many deliveries it carried.
+    """
     now = now_utc()
-    db.session.add(
-        Attempt(
-            delivery_id=job.delivery_id,
-            number=job.number,
-            trigger=job.trigger,
-            request_url=job.url,
-            request_headers=sent_headers,
-            request_body=body.decode("utf-8", errors="replace"),
-            response_status=exchange.status,
-            response_headers=exchange.headers or None,
-            response_body=exchange.body if exchange.status is not None else None,
-            duration_ms=exchange.duration_ms,
-            error=exchange.error,
-            started_at=now - timedelta(milliseconds=exchange.duration_ms),
+    kept = []
+    for job, body, outcome in zip(jobs, bodies, outcomes):
+        db.session.add(
+            Attempt(
+                delivery_id=job.delivery_id,
+                number=job.number,
+                trigger=job.trigger,
+                request_url=job.url,
+                request_headers=sent_headers,
+                request_body=body.decode("utf-8", errors="replace"),
+                response_status=exchange.status,
+                response_headers=exchange.headers or None,
+                response_body=exchange.body if exchange.status is not None else None,
+                duration_ms=exchange.duration_ms,
+                error=exchange.error,
+                batch_id=batch,
+                batch_size=len(jobs) if batch else None,
+                started_at=now - timedelta(milliseconds=exchange.duration_ms),
+            )
         )
-    )
-    kept = _update_delivery(job, owner, outcome, exchange.status, now)
+        if _update_delivery(job, owner, outcome, exchange.status, now):
+            kept.append((job, outcome))
     if kept:
-        _update_endpoint_health(job, outcome, now)
+        _update_endpoint_health(*kept[0], now)
     db.session.commit()
-    metrics.observe_attempt(outcome.status, exchange.duration_ms)
-    log.info(
-        "attempt delivery=%s endpoint=%s event=%s number=%s trigger=%s status=%s outcome=%s duration_ms=%s%s",
-        job.delivery_id,
-        job.endpoint_id,
-        job.event_uid,
-        job.number,
-        job.trigger,
-        exchange.status if exchange.status is not None else "-",
-        outcome.status,
-        exchange.duration_ms,
-        f" error={outcome.error!r}" if outcome.error else "",
-    )
+    for job, outcome in zip(jobs, outcomes):
+        metrics.observe_attempt(outcome.status, exchange.duration_ms)
+        log.info(
+            "attempt delivery=%s endpoint=%s event=%s number=%s trigger=%s status=%s outcome=%s duration_ms=%s%s%s",
+            job.delivery_id,
+            job.endpoint_id,
+            job.event_uid,
+            job.number,
+            job.trigger,
+            exchange.status if exchange.status is not None else "-",
+            outcome.status,
+            exchange.duration_ms,
+            f" batch={batch}" if batch else "",
+            f" error={outcome.error!r}" if outcome.error else "",
+        )
 
 
 def finish_without_sending(job: Job, owner: str, error: str) -> str:
     """Fail a delivery that cannot be sent at all (disabled endpoint, broken template); no retries."""
+    return fail_without_sending([job], owner, error)[job.delivery_id]
+
+
+def fail_without_sending(jobs: list[Job], owner: str, error: str) -> dict[int, str]:
+    """:func:`finish_without_sending` for several deliveries, in one transaction."""
     exchange = egress.Exchange(error=error)
-    record(job, owner, {}, b"", exchange, Outcome(FAILED, error=error))
-    return FAILED
+    record_batch(jobs, owner, {}, [b""] * len(jobs), exchange, [Outcome(FAILED, error=error)] * len(jobs))
+    return {job.delivery_id: FAILED for job in jobs}
 
 
-def hold_for_rate_limit(job: Job, owner: str) -> bool:
-    """True when the endpoint's rate limit is used up; the delivery then waits for the next window."""
-    wait = ratelimit.take(f"endpoint:{job.endpoint_id}", job.rate_limit, job.rate_period)
+def hold_for_circuit(jobs: list[Job], owner: str) -> bool:
+    """True when the endpoint's circuit opened after these deliveries were claimed.
+
+    They were claimed while it was closed, and another delivery's failure
+    opened it meanwhile: they wait for the cool-down with the rest of the
+    endpoint's queue instead of hitting a receiver that just failed.
+    """
+    open_until = jobs[0].circuit_open_until
+    if open_until is None or open_until <= now_utc():
+        return False
+    claims.release([job.delivery_id for job in jobs], owner, retry_at=open_until)
+    return True
+
+
+def hold_for_rate_limit(jobs: list[Job], owner: str) -> bool:
+    """True when the endpoint's rate limit is used up; the deliveries then wait until there is room.
+
+    A request counts once, whether it carries one delivery or a batch.
+    """
+    head = jobs[0]
+    wait = ratelimit.take_sliding(f"endpoint:{head.endpoint_id}", head.rate_limit, head.rate_period)
     db.session.commit()
     if wait is None:
         return False
-    claims.release([job.delivery_id], owner, retry_at=now_utc() + timedelta(seconds=wait))
+    claims.release([job.delivery_id for job in jobs], owner, retry_at=now_utc() + timedelta(seconds=wait))
     return True
 
 
@@ -346,6 +482,7 @@ def _update_endpoint_health(job: Job, outcome: Outcome, now: datetime) -> None:
     if reason and endpoint.enabled:
         endpoint.enabled = False
         endpoint.disabled_reason = reason
+        endpoint.disabled_at = now
 
 
 def _header(headers: dict, name: str) -> str | None:

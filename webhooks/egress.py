@@ -10,12 +10,17 @@ let DNS rebinding swap in an internal address between the two.
 Redirects are never followed (a 3xx is a failed attempt), the response body is
 read only up to a cap, and the whole exchange is bounded by the endpoint's
 timeout, so an endless or trickling response cannot hold a worker or its memory.
+Socket timeouts alone would not do that: they bound each read, and a receiver
+that sends its status line or headers one byte at a time never lets a read
+time out. A watchdog therefore shuts the socket down when the time is up.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from dataclasses import field
@@ -23,9 +28,17 @@ from urllib.parse import urlsplit
 from urllib.parse import urlunsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection
+from urllib3.connection import HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool
+from urllib3.connectionpool import HTTPSConnectionPool
 
 ALLOWED_SCHEMES = ("http", "https")
+# Headers the hub sets itself; an endpoint's custom or auth header may not replace them.
+RESERVED_HEADERS = {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length", "host"}
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
 
 
 class EgressError(ValueError):
@@ -61,6 +74,21 @@ def check_url(url: str, *, allow_private: bool) -> None:
     resolve(parts.hostname, parts.port or _default_port(parts.scheme), allow_private=allow_private)
 
 
+def header_problem(name: str, value: str) -> str | None:
+    """Why ``name: value`` may not go out as a configured header, or None if it may.
+
+    Control characters are refused in values: CR and LF would smuggle in
+    headers of their own, and NUL cannot even be stored everywhere.
+    """
+    if not HEADER_NAME.fullmatch(name):
+        return f"header {name!r} is not a valid HTTP header name"
+    if name.lower() in RESERVED_HEADERS:
+        return f"header {name!r} is set by the hub and cannot be overridden"
+    if any((ord(c) < 32 and c != "\t") or c == "\x7f" for c in value):
+        return f"header {name!r} has control characters in its value"
+    return None
+
+
 def resolve(host: str, port: int, *, allow_private: bool) -> str:
     """Resolve ``host`` once and return the address to connect to."""
     try:
@@ -75,12 +103,108 @@ def resolve(host: str, port: int, *, allow_private: bool) -> str:
     return addresses[0]
 
 
+class Watchdog:
+    """Shuts down the socket of the current exchange once ``seconds`` have passed.
+
+    The connection classes below attach their socket to the watchdog of the
+    thread they run in; shutting it down makes the blocked read return at once.
+    """
+
+    _current = threading.local()
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> Watchdog:
+        Watchdog._current.active = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+        Watchdog._current.active = None
+        with self._lock:
+            self._sock = None
+
+    @classmethod
+    def attach(cls, sock: socket.socket | None) -> None:
+        """Put ``sock`` under this thread's watchdog, if one is running."""
+        watchdog = getattr(cls._current, "active", None)
+        if watchdog is None or sock is None:
+            return
+        with watchdog._lock:
+            watchdog._sock = sock
+            fired = watchdog.fired
+        if fired:
+            _shut(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sock = self._sock
+        if sock is not None:
+            _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    # The plain socket's shutdown, even for a TLS socket: SSLSocket.shutdown
+    # would tear down its TLS state under the thread that is reading from it.
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed
+
+
+class _Watched:
+    """Puts a connection's socket under the running :class:`Watchdog`."""
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        Watchdog.attach(sock)  # before the TLS handshake, which a receiver can trickle too
+        return sock
+
+    def request(self, *args, **kwargs) -> None:
+        Watchdog.attach(self.sock)  # a pooled connection, reused
+        super().request(*args, **kwargs)
+
+
+class _WatchedHTTPConnection(_Watched, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+    def _validate_conn(self, conn) -> None:
+        # urllib3 warns on every unverified request; here that is an endpoint's
+        # deliberate verify_tls=false, which the API and dashboard already flag.
+        if conn.is_closed:
+            conn.connect()
+
+
 class PinnedAdapter(HTTPAdapter):
     """Connects to the address in the URL but speaks TLS to the name in ``Host``.
 
     urllib3 keys its pools on ``server_hostname`` and ``assert_hostname`` too,
     so pooled connections are never shared between two names on one address.
+    Its connections answer to the exchange's :class:`Watchdog`.
     """
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
     def build_connection_pool_key_attributes(self, request, verify, cert=None):
         host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
@@ -113,25 +237,33 @@ def post(
     allow_private: bool,
     verify_tls: bool = True,
 ) -> Exchange:
-    """POST ``body`` to ``url`` and record the exchange; never raises for network trouble."""
+    """POST ``body`` to ``url`` and record the exchange; never raises for network trouble.
+
+    The whole exchange, from connecting to the last byte of the body, takes
+    at most ``timeout`` seconds (plus the time to notice).
+    """
     started = time.monotonic()
     exchange = Exchange()
+    watchdog = Watchdog(timeout)
     try:
         pinned_url, host_header = _pin(url, allow_private=allow_private)
-        response = session.post(
-            pinned_url,
-            data=body,
-            headers={**headers, "Host": host_header},
-            timeout=(min(timeout, 10.0), timeout),
-            allow_redirects=False,
-            stream=True,
-            verify=verify_tls,
-        )
-        with response:
-            exchange.status = response.status_code
-            exchange.headers = dict(response.headers)
-            raw, exchange.truncated = _read_capped(response, body_limit, started + timeout)
-            exchange.body = raw.decode(response.encoding or "utf-8", errors="replace")
+        with watchdog:
+            response = session.post(
+                pinned_url,
+                data=body,
+                headers={**headers, "Host": host_header},
+                timeout=(min(timeout, 10.0), timeout),
+                allow_redirects=False,
+                stream=True,
+                verify=verify_tls,
+            )
+            with response:
+                exchange.status = response.status_code
+                exchange.headers = dict(response.headers)
+                raw, exchange.truncated = _read_capped(response, body_limit, started + timeout)
+                if watchdog.fired:
+                    raise TimeoutError("the watchdog cut the body short")
+                exchange.body = raw.decode(response.encoding or "utf-8", errors="replace")
     except EgressError as exc:
         exchange.error = str(exc)
     except requests.exceptions.SSLError as exc:
@@ -144,6 +276,11 @@ def post(
         exchange.error = f"connection error: {_reason(exc)}"
     except requests.exceptions.RequestException as exc:
         exchange.error = f"request failed: {_reason(exc)}"
+    except urllib3.exceptions.HTTPError as exc:  # raised while reading the body ourselves
+        exchange.error = f"connection error: {_reason(exc)}"
+    if watchdog.fired and exchange.error:
+        exchange.status, exchange.headers, exchange.body = None, {}, ""
+        exchange.error = f"timeout after {timeout:g} s"
     exchange.duration_ms = int((time.monotonic() - started) * 1000)
     return exchange
 

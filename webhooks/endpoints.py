@@ -7,6 +7,7 @@ the API returns as 422 and the dashboard shows beside the field.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from datetime import timedelta
 from typing import Any
@@ -29,9 +30,7 @@ from webhooks.models import Delivery
 from webhooks.models import Endpoint
 from webhooks.models import PayloadTemplate
 from webhooks.models import Tenant
-
-# Headers the hub sets itself; a custom header may not replace them.
-RESERVED_HEADERS = {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length", "host"}
+from webhooks.ratelimit import PERIODS
 
 NUMBERS = {
     # field: (type, minimum, maximum)
@@ -41,6 +40,8 @@ NUMBERS = {
     "circuit_threshold": (int, 1, 1000),
     "circuit_cooldown_seconds": (float, 1, 86400),
     "disable_after_hours": (float, 1, 24 * 30),
+    "batch_size": (int, 1, 1000),
+    "batch_window_seconds": (float, 0, 300),
 }
 FLAGS = ("enabled", "verify_tls", "ordered")
 TEST_EVENT_TYPE = "webhook.test"
@@ -57,20 +58,66 @@ def create(tenant: Tenant, data: dict) -> Endpoint:
     return endpoint
 
 
-def apply(endpoint: Endpoint, data: Any) -> None:
-    """Validate and apply changes; only the keys present in ``data`` change."""
+def apply(endpoint: Endpoint, data: Any) -> dict | None:
+    """Validate and apply changes; only the keys present in ``data`` change.
+
+    Re-enabling a disabled endpoint returns a replay offer (see
+    :func:`replay_offer`); any other change returns None.
+    """
     if not isinstance(data, dict):
         raise ApiError(422, "the body must be a JSON object")
     unknown = set(data) - EDITABLE
     if unknown:
         raise ApiError(422, f"unknown field {sorted(unknown)[0]!r}", field=sorted(unknown)[0])
+    was_disabled = endpoint.enabled is False
+    trouble_since = endpoint.failing_since or endpoint.disabled_at
     for name, value in data.items():
         SETTERS[name](endpoint, value)
-    if "enabled" in data and data["enabled"]:
-        endpoint.disabled_reason = None
-        endpoint.consecutive_failures = 0
-        endpoint.failing_since = None
-        endpoint.circuit_open_until = None
+    if "enabled" not in data:
+        return None
+    if not data["enabled"]:
+        if not was_disabled:
+            endpoint.disabled_at = now_utc()
+        return None
+    endpoint.disabled_reason = None
+    endpoint.disabled_at = None
+    endpoint.consecutive_failures = 0
+    endpoint.failing_since = None
+    endpoint.circuit_open_until = None
+    return replay_offer(endpoint, trouble_since) if was_disabled else None
+
+
+def replay_offer(endpoint: Endpoint, trouble_since: datetime | None) -> dict:
+    """What re-enabling an endpoint offers to send again: ``{"status", "since", "count"}``.
+
+    These are the deliveries that failed since the endpoint started failing
+    (or was disabled, if it never failed). ``since`` is a *creation* time, the
+    one :func:`replay` filters on: the creation time of the oldest delivery
+    that failed meanwhile, since a delivery created before the trouble began
+    may have failed during it. Accepting the offer is
+    ``POST /endpoints/<id>/replay`` with the same ``status`` and ``since``.
+    """
+    since = trouble_since
+    if trouble_since is not None:
+        oldest = db.session.scalar(
+            select(db.func.min(Delivery.created_at)).where(
+                Delivery.endpoint_id == endpoint.id, Delivery.status == FAILED, Delivery.updated_at >= trouble_since
+            )
+        )
+        since = min(oldest, trouble_since) if oldest is not None else trouble_since
+    count = replay_count(endpoint, since=since)
+    return {"status": FAILED, "since": since.isoformat() if since else None, "count": count}
+
+
+def warnings(endpoint: Endpoint) -> list[str]:
+    """Settings that weaken an endpoint's security, in words the API and the dashboard show."""
+    found = []
+    if not endpoint.verify_tls:
+        found.append(
+            "TLS certificate verification is off: anyone on the network path can impersonate this receiver"
+            " and read what is sent to it."
+        )
+    return found
 
 
 def _set_url(endpoint: Endpoint, value: Any) -> None:
@@ -84,13 +131,14 @@ def _set_url(endpoint: Endpoint, value: Any) -> None:
 
 
 def _set_description(endpoint: Endpoint, value: Any) -> None:
-    if not isinstance(value, str) or len(value) > 2000:
+    if not isinstance(value, str) or len(value) > 2000 or "\x00" in value:
         raise ApiError(422, "description must be a string of at most 2000 characters", field="description")
     endpoint.description = value
 
 
 def _set_event_types(endpoint: Endpoint, value: Any) -> None:
-    if not isinstance(value, list) or not all(isinstance(v, str) and 0 < len(v) <= 200 for v in value):
+    valid = isinstance(value, list) and all(isinstance(v, str) and 0 < len(v) <= 200 and v.isprintable() for v in value)
+    if not valid:
         raise ApiError(422, "event_types must be a list of type names or patterns like 'order.*'", field="event_types")
     endpoint.event_types = sorted(set(value))
 
@@ -99,10 +147,9 @@ def _set_headers(endpoint: Endpoint, value: Any) -> None:
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise ApiError(422, "headers must be an object of string values", field="headers")
     for name, header_value in value.items():
-        if name.lower() in RESERVED_HEADERS:
-            raise ApiError(422, f"header {name!r} is set by the hub and cannot be overridden", field="headers")
-        if not name or any(c in name for c in " :\r\n") or any(c in header_value for c in "\r\n"):
-            raise ApiError(422, f"header {name!r} is not a valid HTTP header", field="headers")
+        problem = egress.header_problem(name, header_value)
+        if problem:
+            raise ApiError(422, problem, field="headers")
     endpoint.headers = dict(value)
 
 
@@ -137,7 +184,9 @@ def _set_template(endpoint: Endpoint, value: Any) -> None:
     if value is None:
         endpoint.template_id = None
         return
-    template = db.session.get(PayloadTemplate, value) if isinstance(value, int) else None
+    # Ids are 32-bit here: a larger number would overflow PostgreSQL's integer instead of missing.
+    is_id = isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**31
+    template = db.session.get(PayloadTemplate, value) if is_id else None
     if template is None or template.tenant_id != endpoint.tenant_id:
         raise ApiError(422, "template_id does not name one of your templates", field="template_id")
     endpoint.template_id = template.id
@@ -145,29 +194,34 @@ def _set_template(endpoint: Endpoint, value: Any) -> None:
 
 def _set_auth(endpoint: Endpoint, value: Any) -> None:
     try:
-        endpoint.auth = receiver_auth.validate(value)
-    except receiver_auth.AuthError as exc:
+        auth = receiver_auth.validate(value)
+        if auth and auth["type"] == "oauth2":
+            egress.check_url(auth["token_url"], allow_private=current_app.config["ALLOW_PRIVATE_TARGETS"])
+    except (receiver_auth.AuthError, egress.EgressError) as exc:
         raise ApiError(422, str(exc), field="auth") from None
+    endpoint.auth = auth
 
 
 def _set_rate_limit(endpoint: Endpoint, value: Any) -> None:
     if value is None:
         endpoint.rate_limit = None
         return
-    if not isinstance(value, dict) or not isinstance(value.get("max"), int) or value.get("per", "second") not in (
-        "second",
-        "minute",
-    ) or not 1 <= value["max"] <= 100000:
+    limit = value.get("max") if isinstance(value, dict) else None
+    period = value.get("per", "second") if isinstance(value, dict) else None
+    valid = isinstance(limit, int) and not isinstance(limit, bool) and 1 <= limit <= 100000
+    if not valid or period not in tuple(PERIODS):
         raise ApiError(422, "rate_limit must be {max: 1..100000, per: 'second'|'minute'} or null", field="rate_limit")
-    endpoint.rate_limit, endpoint.rate_period = value["max"], value.get("per", "second")
+    endpoint.rate_limit, endpoint.rate_period = limit, period
 
 
 def _number_setter(name: str):
     kind, low, high = NUMBERS[name]
 
     def setter(endpoint: Endpoint, value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ApiError(422, f"{name} must be a number", field=name)
+        if kind is int and value != int(value):
+            raise ApiError(422, f"{name} must be a whole number", field=name)
         if not low <= value <= high:
             raise ApiError(422, f"{name} must be between {low} and {high}", field=name)
         setattr(endpoint, name, kind(value))

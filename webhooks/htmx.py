@@ -30,6 +30,12 @@ def render(page: str, fragment: str | None = None, *, trigger=None, status: int 
     return response
 
 
+def client_redirect(url: str):
+    """Send the whole browser to ``url`` (``HX-Redirect``): an htmx request whose
+    session ended must not swap a login form into a table cell."""
+    return htmx_response("", 200, redirect=url)
+
+
 def init_app(app: Flask) -> None:
     htmx.init_app(app)
 

@@ -1,19 +1,26 @@
 """Prometheus metrics: counters kept by each process, gauges read from the database.
 
-Counters (attempts, inbound answers) live in the process that did the work, so
-scrape every process, or read the database-backed gauges (deliveries by
-status, due backlog), which are the same from any process.
+Counters (attempts, inbound answers) live in the process that did the work.
+With ``PROMETHEUS_MULTIPROC_DIR`` set (prometheus_client's own switch; an
+empty folder, the same for every process of one host, set before they start)
+``/metrics`` adds up every gunicorn worker and ``flask worker`` of the host.
+Without it each process answers for itself. The database-backed gauges
+(deliveries by status, due backlog) are the same from any process.
 """
 
 from __future__ import annotations
+
+import os
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter
 from prometheus_client import Histogram
 from prometheus_client import generate_latest
+from prometheus_client import multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 REGISTRY = CollectorRegistry()
 ATTEMPTS = Counter("webhooks_attempts", "Delivery attempts by resulting status.", ["outcome"], registry=REGISTRY)
@@ -45,6 +52,19 @@ class DatabaseCollector:
 
     def collect(self):
         from webhooks.db import db
+
+        try:
+            gauges = list(self._read(db))
+        except SQLAlchemyError:
+            # The process counters are still worth scraping while the database is away.
+            gauges = []
+        finally:
+            db.session.rollback()
+        up = int(bool(gauges))
+        yield GaugeMetricFamily("webhooks_database_up", "1 when the database answered this scrape.", value=up)
+        yield from gauges
+
+    def _read(self, db):
         from webhooks.db import now_utc
         from webhooks.models import Delivery
 
@@ -58,9 +78,15 @@ class DatabaseCollector:
         yield GaugeMetricFamily("webhooks_due_backlog", "Pending deliveries whose time has come.", value=due)
 
 
-REGISTRY.register(DatabaseCollector())
+DATABASE = DatabaseCollector()
+REGISTRY.register(DATABASE)
 
 
 def render() -> bytes:
-    """The exposition text for ``/metrics``."""
-    return generate_latest(REGISTRY)
+    """The exposition text for ``/metrics``; call it inside an app context."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    registry.register(DATABASE)
+    return generate_latest(registry)

@@ -144,6 +144,7 @@ class Endpoint(db.Model):
     description: Mapped[str] = mapped_column(Text, default="")
     enabled: Mapped[bool] = mapped_column(default=True)
     disabled_reason: Mapped[Optional[str]] = mapped_column(Text)
+    disabled_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     secret: Mapped[str] = mapped_column(EncryptedText)
     previous_secret: Mapped[Optional[str]] = mapped_column(EncryptedText)
     previous_secret_expires_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
@@ -165,6 +166,10 @@ class Endpoint(db.Model):
     rate_limit: Mapped[Optional[int]] = mapped_column()
     rate_period: Mapped[str] = mapped_column(String(8), default="second")
     ordered: Mapped[bool] = mapped_column(default=False)
+    # Batching: up to batch_size events in one JSON array request (1 = off), once
+    # the oldest has waited batch_window_seconds or batch_size are due.
+    batch_size: Mapped[int] = mapped_column(default=1)
+    batch_window_seconds: Mapped[float] = mapped_column(default=0.0)
     # Circuit state, shared by every worker through the database.
     consecutive_failures: Mapped[int] = mapped_column(default=0)
     failing_since: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
@@ -214,6 +219,7 @@ class Delivery(db.Model):
         Index("ix_deliveries_tenant_id", "tenant_id", "id"),
         Index("ix_deliveries_tenant_status_id", "tenant_id", "status", "id"),
         Index("ix_deliveries_endpoint_id", "endpoint_id", "id"),
+        Index("ix_deliveries_tenant_type_id", "tenant_id", "event_type", "id"),
         Index("ix_deliveries_event", "event_id"),
     )
 
@@ -258,6 +264,10 @@ class Attempt(db.Model):
     response_body: Mapped[Optional[str]] = mapped_column(Text)
     duration_ms: Mapped[Optional[int]] = mapped_column()
     error: Mapped[Optional[str]] = mapped_column(Text)
+    # Set when the request carried a batch: its webhook-id and how many deliveries
+    # shared it; request_body then holds this delivery's element of the array.
+    batch_id: Mapped[Optional[str]] = mapped_column(String(40))
+    batch_size: Mapped[Optional[int]] = mapped_column()
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc, index=True)
 
     delivery: Mapped[Delivery] = relationship(back_populates="attempt_list")
@@ -298,8 +308,23 @@ class InboundRequest(db.Model):
         Index(
             "ix_inbound_due",
             "next_attempt_at",
+            "id",
             sqlite_where=text("status = 'received'"),
             postgresql_where=text("status = 'received'"),
+        ),
+        Index(
+            "ix_inbound_leased",
+            "lease_expires_at",
+            sqlite_where=text("status = 'processing'"),
+            postgresql_where=text("status = 'processing'"),
+        ),
+        # Pruning keeps the newest rejected requests per source; this keeps it cheap.
+        Index(
+            "ix_inbound_rejected",
+            "source_id",
+            "id",
+            sqlite_where=text("status = 'rejected'"),
+            postgresql_where=text("status = 'rejected'"),
         ),
         Index("ix_inbound_source_id", "source_id", "id"),
         Index("ix_inbound_tenant_id", "tenant_id", "id"),
@@ -321,6 +346,7 @@ class InboundRequest(db.Model):
     body: Mapped[bytes] = mapped_column(LargeBinary)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    next_trigger: Mapped[str] = mapped_column(String(16), default="scheduled")
     lease_owner: Mapped[Optional[str]] = mapped_column(String(80))
     lease_expires_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     error: Mapped[Optional[str]] = mapped_column(Text)
@@ -336,6 +362,7 @@ class InboundAttempt(db.Model):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     request_id: Mapped[int] = mapped_column(ForeignKey("inbound_requests.id", ondelete="CASCADE"), index=True)
     number: Mapped[int] = mapped_column()
+    trigger: Mapped[str] = mapped_column(String(16), default="scheduled")
     outcome: Mapped[str] = mapped_column(String(16))
     route_index: Mapped[Optional[int]] = mapped_column()
     detail: Mapped[Optional[str]] = mapped_column(Text)
@@ -358,6 +385,17 @@ class AuditEntry(db.Model):
     before: Mapped[Optional[Any]] = mapped_column(JSON)
     after: Mapped[Optional[Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+
+
+class LoginFailure(db.Model):
+    """A failed dashboard login, kept for the throttling window (see ``webhooks.logins``)."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc, index=True)
 
 
 class Heartbeat(db.Model):

@@ -113,8 +113,8 @@ def check_item(tenant: Tenant, known: dict, item: Any, index: int | None) -> dic
         raise ApiError(422, "type must be a name like 'order.created' (letters, digits, _ . : -)", field=f"{where}type")
     if "payload" not in item:
         raise ApiError(422, "payload is required", field=f"{where}payload")
-    if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 200):
-        raise ApiError(422, "idempotency_key must be a string of 1 to 200 characters", field=f"{where}idempotency_key")
+    if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 200 or "\x00" in key):
+        raise ApiError(422, "idempotency_key must be a string of 1 to 200 characters, without NUL", field=f"{where}idempotency_key")
     size = len(json.dumps(payload, separators=(",", ":")))
     if size > current_app.config["MAX_EVENT_BYTES"]:
         raise ApiError(413, f"payload is {size} bytes; the limit is {current_app.config['MAX_EVENT_BYTES']}")

@@ -4,12 +4,18 @@ Types: ``header`` (a static API key header), ``basic``, ``bearer`` and
 ``oauth2`` (client credentials: the token is fetched from the token URL,
 cached in the process until shortly before it expires, and fetched anew when
 the receiver answers 401). Stored encrypted on the endpoint.
+
+One token serves every delivery thread: while one thread fetches it, the
+others wait for that fetch instead of starting their own, and a 401 drops
+the cached token only if it is the one that was refused, so a burst of
+rejected deliveries costs one new token, not one each.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -26,6 +32,7 @@ REQUIRED = {
     "oauth2": ("token_url", "client_id", "client_secret"),
 }
 EXPIRY_MARGIN = 30
+OPTIONAL = ("scope", "audience")
 
 
 class AuthError(ValueError):
@@ -41,8 +48,18 @@ def validate(auth: dict | None) -> dict | None:
     missing = [key for key in REQUIRED[auth["type"]] if not isinstance(auth.get(key), str) or not auth[key]]
     if missing:
         raise AuthError(f"auth.{missing[0]} is required for {auth['type']} auth")
-    allowed = {"type", "scope", "audience", *REQUIRED[auth["type"]]}
-    return {key: value for key, value in auth.items() if key in allowed}
+    wrong = [key for key in OPTIONAL if key in auth and auth[key] is not None and not isinstance(auth[key], str)]
+    if wrong:
+        raise AuthError(f"auth.{wrong[0]} must be a string")
+    problem = None
+    if auth["type"] == "header":
+        problem = egress.header_problem(auth["name"], auth["value"])
+    elif auth["type"] == "bearer":
+        problem = egress.header_problem("Authorization", auth["token"])
+    if problem:
+        raise AuthError(f"auth: {problem}")
+    allowed = {"type", *OPTIONAL, *REQUIRED[auth["type"]]}
+    return {key: value for key, value in auth.items() if key in allowed and value is not None}
 
 
 def secret_header_names(auth: dict | None) -> set[str]:
@@ -54,33 +71,52 @@ def secret_header_names(auth: dict | None) -> set[str]:
     return {"authorization"}
 
 
-@dataclass
-class _Token:
+@dataclass(frozen=True)
+class Token:
+    """An access token and how many seconds it may be used from now."""
+
     value: str
-    expires_at: float
+    lifetime: float
 
 
 class TokenCache:
-    """OAuth 2.0 access tokens per (token URL, client id), shared by the delivery threads."""
+    """OAuth 2.0 access tokens per set of credentials, shared by the delivery threads.
 
-    def __init__(self) -> None:
-        self._tokens: dict[tuple[str, str], _Token] = {}
+    ``clock`` is the monotonic clock expiry is measured with; tests move it.
+    """
+
+    def __init__(self, clock=time.monotonic) -> None:
+        self.clock = clock
+        self._tokens: dict[tuple, tuple[str, float]] = {}  # key -> (token, expires at)
+        self._fetching: dict[tuple, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def get(self, auth: dict, fetch) -> str:
-        key = (auth["token_url"], auth["client_id"])
+        """The cached token for ``auth``, or one ``fetch(auth)`` returns; one fetch at a time per key."""
+        key = _key(auth)
         with self._lock:
-            token = self._tokens.get(key)
-            if token and token.expires_at > time.monotonic():
-                return token.value
-        token = fetch(auth)
-        with self._lock:
-            self._tokens[key] = token
-        return token.value
+            fetching = self._fetching.setdefault(key, threading.Lock())
+        with fetching:
+            with self._lock:
+                cached = self._tokens.get(key)
+                if cached and cached[1] > self.clock():
+                    return cached[0]
+            token = fetch(auth)
+            with self._lock:
+                self._tokens[key] = (token.value, self.clock() + token.lifetime)
+            return token.value
 
-    def forget(self, auth: dict) -> None:
+    def forget(self, auth: dict, rejected: str) -> None:
+        """Drop the cached token if it is ``rejected``; a newer one fetched meanwhile stays."""
+        key = _key(auth)
         with self._lock:
-            self._tokens.pop((auth["token_url"], auth["client_id"]), None)
+            if key in self._tokens and self._tokens[key][0] == rejected:
+                del self._tokens[key]
+
+
+def _key(auth: dict) -> tuple:
+    # Every field: new credentials or another scope must not reuse an old token.
+    return tuple(sorted(auth.items()))
 
 
 def headers_for(auth: dict | None, session: requests.Session, cache: TokenCache, *, allow_private: bool) -> dict:
@@ -99,8 +135,12 @@ def headers_for(auth: dict | None, session: requests.Session, cache: TokenCache,
     return {"Authorization": f"Bearer {token}"}
 
 
-def fetch_token(auth: dict, session: requests.Session, *, allow_private: bool) -> _Token:
-    """Run the client-credentials grant (RFC 6749 section 4.4) through the SSRF-safe egress."""
+def fetch_token(auth: dict, session: requests.Session, *, allow_private: bool) -> Token:
+    """Run the client-credentials grant (RFC 6749 section 4.4) through the SSRF-safe egress.
+
+    The token is used until ``EXPIRY_MARGIN`` seconds before ``expires_in``
+    (an hour when the server does not say), so it never expires on the way.
+    """
     form = {"grant_type": "client_credentials"}
     for key in ("scope", "audience"):
         if auth.get(key):
@@ -127,4 +167,8 @@ def fetch_token(auth: dict, session: requests.Session, *, allow_private: bool) -
         lifetime = float(data.get("expires_in", 3600))
     except (ValueError, KeyError, TypeError):
         raise AuthError("OAuth token response has no access_token") from None
-    return _Token(value, time.monotonic() + max(lifetime - EXPIRY_MARGIN, 1.0))
+    if not isinstance(value, str) or not value or any(c in value for c in "\r\n"):
+        raise AuthError("OAuth token response has no usable access_token")
+    if not math.isfinite(lifetime) or lifetime <= 0:
+        lifetime = 3600.0
+    return Token(value, max(lifetime - EXPIRY_MARGIN, 1.0))

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import click
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
+from sqlalchemy.exc import OperationalError
 
 from webhooks.db import db
 from webhooks.worker import Worker
@@ -60,7 +61,12 @@ def start(app: Flask) -> BackgroundScheduler:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
     interval = app.config["SWEEP_INTERVAL"]
-    scheduler.add_job(_in_context(app, lambda: worker(app).sweep()), "interval", seconds=interval, id="sweep")
+    # A sweep that used the whole interval would still run at the next tick, which
+    # APScheduler then skips (max_instances=1): workers would claim every other second.
+    sweep = lambda: worker(app).sweep(budget=interval * 0.9)  # noqa: E731
+    scheduler.add_job(_in_context(app, sweep), "interval", seconds=interval, id="sweep")
+    from webhooks import retention  # noqa: F401  (registers its periodic job; it imports this module)
+
     for name, seconds, function in PERIODIC:
         scheduler.add_job(_in_context(app, lambda f=function: f(app)), "interval", seconds=seconds, id=name)
     scheduler.start()
@@ -91,6 +97,11 @@ def _in_context(app: Flask, job: Callable[[], object]) -> Callable[[], None]:
         with app.app_context():
             try:
                 job()
+            except OperationalError as exc:
+                # Every tick of every process fails alike during an outage: one line each, no traceback.
+                reason = str(exc.orig or exc).strip().splitlines()[0]
+                log.error("scheduled job failed, database unavailable (%s); it runs again on the next tick", reason)
+                db.session.rollback()
             except Exception:
                 log.exception("scheduled job failed; it runs again on the next tick")
                 db.session.rollback()

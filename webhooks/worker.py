@@ -24,6 +24,7 @@ from flask import Flask
 from webhooks import claims
 from webhooks import delivery
 from webhooks import egress
+from webhooks import health
 from webhooks import receiver_auth
 from webhooks.db import db
 
@@ -56,7 +57,7 @@ class Worker:
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="delivery")
         self._lock = threading.Condition()
         self._in_flight: Counter[int] = Counter()
-        self._queued: dict[int, int] = {}  # claimed, not started: delivery id -> endpoint id
+        self._queued: dict[tuple[int, ...], int] = {}  # claimed, not started: delivery ids -> endpoint id
         self._stopping = threading.Event()
         self._last_reclaim = 0.0
 
@@ -69,9 +70,11 @@ class Worker:
 
         Runs until nothing is due or the time is up; while every slot is busy it
         waits for one to free up instead of claiming work it cannot start.
+        Each sweep first writes this worker's heartbeat (for ``/healthz``).
         Must run inside an app context.
         """
         deadline = time.monotonic() + (budget if budget is not None else self.app.config["SWEEP_INTERVAL"])
+        health.beat(self.name)
         self._reclaim_if_due()
         started = 0
         while not self._stopping.is_set():
@@ -82,17 +85,23 @@ class Worker:
                         break
                     continue
                 saturated = [e for e, n in self._in_flight.items() if n >= self.per_endpoint]
+            # A batch of a batching endpoint takes one slot, like a single delivery.
+            batches = claims.claim_batches(
+                self.name, min(free, self.batch), lease_seconds=self.lease_seconds, excluded=saturated
+            )
             claimed = claims.claim_due(
                 self.name,
-                min(free, self.batch),
+                min(free - len(batches), self.batch),
                 lease_seconds=self.lease_seconds,
                 excluded=saturated,
                 per_endpoint=self.per_endpoint,
             )
-            for delivery_id, endpoint_id in claimed:
-                self._start(delivery_id, endpoint_id)
-            started += len(claimed)
-            if not claimed or time.monotonic() >= deadline:
+            work = [(tuple(ids), endpoint_id) for ids, endpoint_id in batches]
+            work += [((delivery_id,), endpoint_id) for delivery_id, endpoint_id in claimed]
+            for ids, endpoint_id in work:
+                self._start(ids, endpoint_id)
+            started += len(work)
+            if not work or time.monotonic() >= deadline:
                 break
         return started
 
@@ -114,11 +123,11 @@ class Worker:
         with self._lock:
             never_started = list(self._queued.items())
             self._queued.clear()
-        for delivery_id, endpoint_id in never_started:
-            self._done(delivery_id, endpoint_id)
+        for ids, endpoint_id in never_started:
+            self._done(ids, endpoint_id)
         if never_started:
             with self.app.app_context():
-                claims.release([delivery_id for delivery_id, _ in never_started], self.name)
+                claims.release([delivery_id for ids, _ in never_started for delivery_id in ids], self.name)
                 db.session.remove()
         if not self.wait_idle(timeout):
             log.warning("worker %s stopped with %s deliveries still in flight", self.name, self.in_flight)
@@ -132,35 +141,37 @@ class Worker:
         if reclaimed:
             log.warning("reclaimed %s deliveries whose lease expired", len(reclaimed))
 
-    def _start(self, delivery_id: int, endpoint_id: int) -> None:
+    def _start(self, ids: tuple[int, ...], endpoint_id: int) -> None:
         with self._lock:
             self._in_flight[endpoint_id] += 1
-            self._queued[delivery_id] = endpoint_id
+            self._queued[ids] = endpoint_id
         try:
-            self._pool.submit(self._run, delivery_id, endpoint_id)
+            self._pool.submit(self._run, ids, endpoint_id)
         except RuntimeError:  # the pool shut down between claim and submit
-            self._done(delivery_id, endpoint_id)
+            self._done(ids, endpoint_id)
 
-    def _run(self, delivery_id: int, endpoint_id: int) -> None:
+    def _run(self, ids: tuple[int, ...], endpoint_id: int) -> None:
         with self._lock:
-            if self._queued.pop(delivery_id, None) is None:
+            if self._queued.pop(ids, None) is None:
                 return  # released by stop() while waiting for a thread
         try:
             with self.app.app_context():
                 try:
-                    delivery.deliver(delivery_id, self.name, self.settings)
+                    delivery.deliver_batch(list(ids), self.name, self.settings)
                 except Exception:
                     # The lease stays; it expires and the delivery is claimed again.
-                    log.exception("delivery %s crashed; it will be retried after its lease expires", delivery_id)
+                    log.exception(
+                        "delivery %s crashed; it will be retried after its lease expires", " ".join(map(str, ids))
+                    )
                     db.session.rollback()
                 finally:
                     db.session.remove()
         finally:
-            self._done(delivery_id, endpoint_id)
+            self._done(ids, endpoint_id)
 
-    def _done(self, delivery_id: int, endpoint_id: int) -> None:
+    def _done(self, ids: tuple[int, ...], endpoint_id: int) -> None:
         with self._lock:
-            self._queued.pop(delivery_id, None)
+            self._queued.pop(ids, None)
             self._in_flight[endpoint_id] -= 1
             if self._in_flight[endpoint_id] <= 0:
                 del self._in_flight[endpoint_id]

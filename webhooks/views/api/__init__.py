@@ -14,6 +14,7 @@ from typing import Any
 from flask import Blueprint
 from flask import g
 from flask import request
+from sqlalchemy import BigInteger
 
 from webhooks.auth import api_key_required
 from webhooks.db import db
@@ -37,9 +38,16 @@ def json_body(*, required: bool = True) -> Any:
             raise ApiError(400, "the request body must be JSON")
         return {}
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "the request body is nested too deeply") from None
+
+
+def _not_json(name: str):
+    # Python's json reads NaN and Infinity, which JSON does not have (PostgreSQL refuses them).
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def json_object(*, required: bool = True) -> dict:
@@ -51,7 +59,7 @@ def json_object(*, required: bool = True) -> dict:
 
 def owned(model, object_id: int, what: str):
     """The tenant's object with this id, or 404 (also for other tenants' objects)."""
-    item = db.session.get(model, object_id)
+    item = db.session.get(model, object_id) if 0 <= object_id <= largest_id(model.id) else None
     if item is None or item.tenant_id != g.tenant.id:
         raise ApiError(404, f"no {what} with id {object_id}")
     return item
@@ -73,26 +81,39 @@ def decode_cursor() -> int | None:
     if not cursor:
         return None
     try:
-        return int(base64.urlsafe_b64decode(cursor.encode()).decode())
+        last_id = int(base64.urlsafe_b64decode(cursor.encode()).decode())
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ApiError(400, "invalid cursor", field="cursor") from None
+    if not 0 <= last_id <= 2**63 - 1:
+        raise ApiError(400, "invalid cursor", field="cursor")
+    return last_id
 
 
 def encode_cursor(last_id: int) -> str:
     return base64.urlsafe_b64encode(str(last_id).encode()).decode()
 
 
-def int_arg(name: str) -> int | None:
+def largest_id(column) -> int:
+    """The largest value an integer column holds; a larger one overflows the driver instead of matching nothing."""
+    return 2**63 - 1 if isinstance(column.type, BigInteger) else 2**31 - 1
+
+
+def int_arg(name: str, column) -> int | None:
+    """The query argument ``name`` as a value of the integer ``column``, or None when absent."""
     value = request.args.get(name)
     if value in (None, ""):
         return None
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise ApiError(400, f"{name} must be an integer", field=name) from None
+    if abs(number) > largest_id(column):
+        raise ApiError(400, f"{name} is out of range", field=name)
+    return number
 
 
 from webhooks.views.api import catalog  # noqa: E402,F401  (routes register on bp)
 from webhooks.views.api import deliveries  # noqa: E402,F401
 from webhooks.views.api import endpoints  # noqa: E402,F401
 from webhooks.views.api import events  # noqa: E402,F401
+from webhooks.views.api import sources  # noqa: E402,F401

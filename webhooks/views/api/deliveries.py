@@ -30,11 +30,13 @@ def list_deliveries():
     query = select(Delivery).where(Delivery.tenant_id == g.tenant.id)
     if status:
         query = query.where(Delivery.status == status)
-    if (endpoint_id := int_arg("endpoint_id")) is not None:
+    if (endpoint_id := int_arg("endpoint_id", Delivery.endpoint_id)) is not None:
         query = query.where(Delivery.endpoint_id == endpoint_id)
     if event_type := request.args.get("event_type"):
+        if "\x00" in event_type:  # no type has one, and PostgreSQL cannot even compare it
+            raise ApiError(400, "event_type must not contain NUL characters", field="event_type")
         query = query.where(Delivery.event_type == event_type)
-    if (event_id := int_arg("event_id")) is not None:
+    if (event_id := int_arg("event_id", Delivery.event_id)) is not None:
         query = query.where(Delivery.event_id == event_id)
     if cursor is not None:
         query = query.where(Delivery.id < cursor)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from datetime import timezone
 
 from flask import g
 from sqlalchemy import select
@@ -37,9 +38,12 @@ def get_endpoint(endpoint_id: int):
 @bp.patch("/endpoints/<int:endpoint_id>")
 def update_endpoint(endpoint_id: int):
     endpoint = owned(Endpoint, endpoint_id, "endpoint")
-    endpoints.apply(endpoint, json_object())
+    offer = endpoints.apply(endpoint, json_object())
     db.session.commit()
-    return serialize.endpoint(endpoint)
+    answer = serialize.endpoint(endpoint)
+    if offer is not None:
+        answer["replay_offer"] = offer
+    return answer
 
 
 @bp.delete("/endpoints/<int:endpoint_id>")
@@ -82,4 +86,7 @@ def _time(body: dict, name: str) -> datetime | None:
         raise ApiError(422, f"{name} must be an ISO 8601 timestamp", field=name) from None
     if parsed.tzinfo is None:
         raise ApiError(422, f"{name} needs a timezone, e.g. 2026-01-31T12:00:00Z", field=name)
-    return parsed
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00+14:00 is before the year 1 in UTC
+        raise ApiError(422, f"{name} is out of range", field=name) from None

@@ -1,0 +1,232 @@
+"""Real processes and fresh databases for the benchmarks.
+
+The hub runs exactly as in production: ``gunicorn -c gunicorn.conf.py
+wsgi:app`` for the web side and ``flask --app app worker`` for deliveries,
+configured through environment variables. Every process started here is
+stopped by the context manager that started it (SIGTERM, then SIGKILL to its
+own process group), so a benchmark that fails half-way leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+from cryptography.fernet import Fernet
+from sqlalchemy import create_engine
+from sqlalchemy import text
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+SECRET_KEY = "bench-secret-key"
+ENCRYPTION_KEY = Fernet.generate_key().decode()
+
+
+def say(message: str) -> None:
+    """A progress line: long runs show what they are doing as they go."""
+    print(f"  [{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def hub_env(database_url: str, **settings) -> dict[str, str]:
+    """The environment of a hub process: its database, keys and ``WEBHOOKS_*`` settings."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "WEBHOOKS_SECRET_KEY": SECRET_KEY,
+        "WEBHOOKS_ENCRYPTION_KEY": ENCRYPTION_KEY,
+        "WEBHOOKS_ALLOW_PRIVATE_TARGETS": "on",
+        "GRACEFUL_TIMEOUT": "10",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("ACCESS_LOG", None)
+    env.update({f"WEBHOOKS_{name.upper()}": str(value) for name, value in settings.items()})
+    return env
+
+
+def hub_config(database_url: str) -> dict:
+    """``create_app`` settings for setting a database up from this process."""
+    return {
+        "SQLALCHEMY_DATABASE_URI": driver_url(database_url),
+        "SECRET_KEY": SECRET_KEY,
+        "ENCRYPTION_KEY": ENCRYPTION_KEY,
+        "ALLOW_PRIVATE_TARGETS": True,
+        "SCHEDULER": False,
+    }
+
+
+def driver_url(url: str) -> str:
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+class Process:
+    """A child process with its output in a log file; stopped on exit of the ``with`` block."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def check_alive(self) -> None:
+        """Raise with the end of its log when the process has exited."""
+        if self.popen.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with {self.popen.returncode}; see {self.log_path}:\n{self.tail()}")
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM and wait (gunicorn and the worker finish in-flight work), then SIGKILL its group."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        self._log.close()
+
+    def __enter__(self) -> Process:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def gunicorn(name: str, app: str, env: dict[str, str], log_dir: Path, *, workers: int = 2) -> Process:
+    """Start gunicorn with the project's config file on a free port; ``process.url`` is its base.
+
+    Without ``--no-control-socket`` every gunicorn on the machine would share one
+    control socket path, and benchmarks run beside other people's servers.
+    """
+    port = free_port()
+    env = {**env, "PORT": str(port), "WEB_CONCURRENCY": str(workers)}
+    process = Process(name, [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--no-control-socket", app], env, log_dir)
+    process.url = f"http://127.0.0.1:{port}"
+    wait_for_http(process, process.url + "/")
+    return process
+
+
+def worker(name: str, env: dict[str, str], log_dir: Path) -> Process:
+    """Start ``flask --app app worker`` (the delivery sweeper alone)."""
+    process = Process(name, [str(BIN / "flask"), "--app", "app", "worker"], env, log_dir)
+    deadline = time.monotonic() + 60
+    while "sweeping every" not in process.log_path.read_text(errors="replace"):
+        process.check_alive()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not start in 60 s:\n{process.tail()}")
+        time.sleep(0.05)
+    return process
+
+
+def wait_for_http(process: Process, url: str, timeout: float = 60) -> None:
+    """Wait until ``url`` answers anything at all (a 404 is fine: the server is up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        process.check_alive()
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.RequestException:  # refused while booting, or slow on first start
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{process.name} did not answer in {timeout} s:\n{process.tail()}") from None
+            time.sleep(0.1)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of one process in MB (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (gunicorn's workers)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+@contextmanager
+def scratch() -> Iterator[Path]:
+    """A temporary folder for databases and logs, removed afterwards
+    unless ``WEBHOOKS_BENCH_KEEP=1`` (then its path is printed, to read the logs)."""
+    if os.environ.get("WEBHOOKS_BENCH_KEEP") == "1":
+        folder = Path(tempfile.mkdtemp(prefix="webhooks-bench-"))
+        say(f"keeping logs and databases in {folder}")
+        yield folder
+        return
+    with tempfile.TemporaryDirectory(prefix="webhooks-bench-") as folder:
+        yield Path(folder)
+
+
+@contextmanager
+def sqlite_database(folder: Path) -> Iterator[str]:
+    """A fresh SQLite file URL."""
+    yield f"sqlite:///{folder / f'hub-{uuid.uuid4().hex[:8]}.sqlite'}"
+
+
+@contextmanager
+def postgres_database(server_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database on ``server_url``'s server, dropped afterwards."""
+    admin = create_engine(driver_url(server_url), isolation_level="AUTOCOMMIT")
+    name = f"webhooks_bench_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def database(kind: str, folder: Path, postgres_url: str) -> Iterator[str]:
+    """A fresh database of ``kind`` (``sqlite`` or ``postgres``)."""
+    manager = sqlite_database(folder) if kind == "sqlite" else postgres_database(postgres_url)
+    with manager as url:
+        yield url
