@@ -30,6 +30,7 @@ from conftest import ENCRYPTION_KEY
 from conftest import make_app
 from webhooks import models  # noqa: F401  (registers the tables)
 from webhooks.db import MIGRATIONS
+from webhooks.db import create_schema
 from webhooks.db import db
 from webhooks.db import head_revision
 from webhooks.db import scripts
@@ -119,26 +120,37 @@ def test_first_start_creates_the_schema_stamped_at_head(engine, empty_url, tmp_p
 
 
 def test_processes_starting_together_on_an_empty_database_take_turns(engine, empty_url, tmp_path):
-    """Several gunicorn workers start at once: the schema lock lets one create it."""
+    """Several gunicorn workers start at once: the schema lock lets one create it.
+
+    Each thread has its own connection, as each process would.
+    """
+    app = make_app(empty_url, tmp_path)
+    with app.app_context():
+        db.metadata.drop_all(db.engine)
+        with db.engine.begin() as connection:
+            connection.exec_driver_sql("DROP TABLE alembic_version")
     errors = []
     barrier = threading.Barrier(4)
 
-    def start(number: int) -> None:
-        barrier.wait()
-        try:
-            app = make_app(empty_url, tmp_path / str(number))
-            with app.app_context():
-                db.engine.dispose()
-        except Exception as exc:  # reported below with every failure
-            errors.append(exc)
+    def start() -> None:
+        with app.app_context():
+            barrier.wait()
+            try:
+                create_schema()
+            except Exception as exc:  # reported below with every failure
+                errors.append(exc)
+            finally:
+                db.session.remove()
 
-    threads = [threading.Thread(target=start, args=(n,)) for n in range(4)]
+    threads = [threading.Thread(target=start) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
+    with app.app_context():
+        db.engine.dispose()
     assert errors == []
-    assert revision_of(engine) == head_revision()
+    assert revision_of(engine) == head_revision() and differences(engine) == []
 
 
 def test_database_made_before_migrations_is_not_stamped_blindly(engine, empty_url, tmp_path, caplog):

@@ -39,7 +39,8 @@ class Receiver:
         self._changed = threading.Condition()
         self._server = make_server(host, 0, self._app, threaded=True)
         self.url = f"http://{host}:{self._server.server_port}/hook"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval makes shutdown quick; the default (0.5 s) adds up over the suite.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     def __enter__(self) -> Receiver:
         self._thread.start()

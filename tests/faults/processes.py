@@ -128,7 +128,9 @@ class Hub:
         port = free_port()
         env = {**self.env(database_url, **settings), "PORT": str(port), "WEB_CONCURRENCY": str(workers)}
         env["GRACEFUL_TIMEOUT"] = env.get("GRACEFUL_TIMEOUT", "30")
-        process = self._start(name, [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"], env)
+        # No control socket: its default path is shared by every gunicorn on the host.
+        command = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--no-control-socket", "wsgi:app"]
+        process = self._start(name, command, env)
         process.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while True:
