@@ -100,15 +100,20 @@ WHERE {SINGLE_LANE} AND (e.circuit_open_until IS NULL OR e.circuit_open_until <=
 """
 
 # Batching endpoints with something due and a closed circuit, longest waiting first.
+# Starts from the (few) batching endpoints, so a sweep with no batching endpoint
+# reads nothing of the backlog; a join from deliveries would read all of it.
 BATCH_ENDPOINTS = """
-SELECT e.id, e.batch_size, e.batch_window_seconds, e.ordered
-FROM endpoints e JOIN deliveries d ON d.endpoint_id = e.id
-WHERE e.batch_size > 1 AND e.consecutive_failures < e.circuit_threshold
-  AND (e.circuit_open_until IS NULL OR e.circuit_open_until <= :now)
-  AND e.id NOT IN :excluded
-  AND d.status = 'pending' AND d.next_attempt_at <= :now
-GROUP BY e.id, e.batch_size, e.batch_window_seconds, e.ordered
-ORDER BY min(d.next_attempt_at), e.id
+SELECT id, batch_size, batch_window_seconds, ordered FROM (
+    SELECT e.id, e.batch_size, e.batch_window_seconds, e.ordered,
+           (SELECT min(d.next_attempt_at) FROM deliveries d
+            WHERE d.endpoint_id = e.id AND d.status = 'pending' AND d.next_attempt_at <= :now) AS oldest_due
+    FROM endpoints e
+    WHERE e.batch_size > 1 AND e.consecutive_failures < e.circuit_threshold
+      AND (e.circuit_open_until IS NULL OR e.circuit_open_until <= :now)
+      AND e.id NOT IN :excluded
+) batching
+WHERE oldest_due IS NOT NULL
+ORDER BY oldest_due, id
 """
 
 BATCH_MEMBERS = """
