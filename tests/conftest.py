@@ -303,6 +303,21 @@ def dashboard(app) -> Dashboard:
 
 
 @pytest.fixture
+def editor(dashboard, api):
+    """The dashboard, logged in as an editor of the ``api`` tenant."""
+    dashboard.login_as(dashboard.user("eddie", roles={api.tenant_id: "editor"}))
+    return dashboard
+
+
+@pytest.fixture
+def viewer(app, api):
+    """A second dashboard client, logged in as a viewer of the ``api`` tenant."""
+    dashboard = Dashboard(app)
+    dashboard.login_as(dashboard.user("vera", roles={api.tenant_id: "viewer"}))
+    return dashboard
+
+
+@pytest.fixture
 def process_inbound(app):
     """Run the scheduler's inbound processing once, as a test step; returns how many it processed."""
 

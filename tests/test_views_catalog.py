@@ -8,26 +8,12 @@ import re
 import pytest
 from sqlalchemy import select
 
-from conftest import Dashboard
 from webhooks.db import db
 from webhooks.models import AuditEntry
 from webhooks.models import EventType
 from webhooks.models import PayloadTemplate
 
 SCHEMA = {"type": "object", "properties": {"order": {"type": "object", "properties": {"id": {"type": "integer"}}}}}
-
-
-@pytest.fixture
-def editor(dashboard, api):
-    dashboard.login_as(dashboard.user("eddie", roles={api.tenant_id: "editor"}))
-    return dashboard
-
-
-@pytest.fixture
-def viewer(app, api):
-    dashboard = Dashboard(app)
-    dashboard.login_as(dashboard.user("vera", roles={api.tenant_id: "viewer"}))
-    return dashboard
 
 
 def field_error(html: str, field: str) -> str | None:

@@ -11,26 +11,12 @@ from sqlalchemy import select
 from sqlalchemy import update
 from werkzeug.wrappers import Response
 
-from conftest import Dashboard
 from webhooks.db import db
 from webhooks.db import now_utc
 from webhooks.models import AuditEntry
 from webhooks.models import Delivery
 from webhooks.models import Event
 from webhooks.testing import Receiver
-
-
-@pytest.fixture
-def editor(dashboard, api):
-    dashboard.login_as(dashboard.user("eddie", roles={api.tenant_id: "editor"}))
-    return dashboard
-
-
-@pytest.fixture
-def viewer(app, api):
-    dashboard = Dashboard(app)
-    dashboard.login_as(dashboard.user("vera", roles={api.tenant_id: "viewer"}))
-    return dashboard
 
 
 def squash(html: str) -> str:

@@ -39,19 +39,6 @@ VALID = {
 }
 
 
-@pytest.fixture
-def editor(dashboard, api):
-    dashboard.login_as(dashboard.user("eddie", roles={api.tenant_id: "editor"}))
-    return dashboard
-
-
-@pytest.fixture
-def viewer(app, api):
-    dashboard = Dashboard(app)
-    dashboard.login_as(dashboard.user("vera", roles={api.tenant_id: "viewer"}))
-    return dashboard
-
-
 def endpoint_row(app, endpoint_id):
     with app.app_context():
         item = db.session.get(Endpoint, endpoint_id)

@@ -9,7 +9,6 @@ import re
 import pytest
 from sqlalchemy import select
 
-from conftest import Dashboard
 from webhooks import providers
 from webhooks.db import db
 from webhooks.models import AuditEntry
@@ -29,19 +28,6 @@ FORM = {
     "enabled": "y",
     "routes": '[{"action": "publish", "event_type": "github.{event_type}"}]',
 }
-
-
-@pytest.fixture
-def editor(dashboard, api):
-    dashboard.login_as(dashboard.user("eddie", roles={api.tenant_id: "editor"}))
-    return dashboard
-
-
-@pytest.fixture
-def viewer(app, api):
-    dashboard = Dashboard(app)
-    dashboard.login_as(dashboard.user("vera", roles={api.tenant_id: "viewer"}))
-    return dashboard
 
 
 def source_row(app, slug="gh") -> Source:

@@ -21,6 +21,7 @@ from webhooks.db import db
 from webhooks.db import upgrade_schema
 from webhooks.models import Endpoint
 from webhooks.models import Source
+from webhooks.models import TENANT_SLUG
 from webhooks.models import Tenant
 from webhooks.models import User
 
@@ -148,7 +149,7 @@ def reencrypt() -> None:
 
 
 def _check_slug(slug: str) -> None:
-    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", slug):
+    if not re.fullmatch(TENANT_SLUG, slug):
         raise click.ClickException("a slug is 1-64 lowercase letters, digits and dashes")
 
 

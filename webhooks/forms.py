@@ -43,6 +43,7 @@ from wtforms.widgets import TextArea
 
 from webhooks.errors import ApiError
 from webhooks.models import DELIVERY_STATUSES
+from webhooks.models import TENANT_SLUG
 
 CSRF_LIFETIME = timedelta(hours=12)
 
@@ -341,7 +342,7 @@ class TenantForm(BaseForm):
     """A new tenant."""
 
     # The same rule as ``flask tenants create``.
-    slug = StringField("Slug", [DataRequired(), Regexp(r"^[a-z0-9][a-z0-9-]{0,63}$", message="1-64 lowercase letters, digits and dashes")])
+    slug = StringField("Slug", [DataRequired(), Regexp(f"^{TENANT_SLUG}$", message="1-64 lowercase letters, digits and dashes")])
     name = StringField("Name", [Length(max=200)])
 
 

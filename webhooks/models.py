@@ -49,6 +49,10 @@ def new_event_uid() -> str:
     return "msg_" + secrets.token_urlsafe(18)
 
 
+# A tenant's slug is part of its hook URLs (/hooks/<slug>/...), hence this narrow alphabet.
+TENANT_SLUG = r"[a-z0-9][a-z0-9-]{0,63}"
+
+
 class Tenant(db.Model):
     __tablename__ = "tenants"
 
