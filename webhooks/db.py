@@ -23,7 +23,10 @@ from sqlalchemy import inspect
 from sqlalchemy import text
 from sqlalchemy import types
 from sqlalchemy.engine import Engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase
+
+from webhooks import writelock
 
 # Stable constraint names let Alembic generate migrations that drop and alter them.
 NAMING_CONVENTION = {
@@ -96,10 +99,13 @@ def _tune_sqlite(dbapi_connection, connection_record):
 def engine_options(url: str) -> dict:
     """Pool settings per dialect; documented in README's Production section."""
     if url.startswith("sqlite"):
-        # The stdlib driver's own transaction handling would BEGIN lazily and
-        # turn read-then-write into "database is locked"; a generous timeout
-        # covers bursts of writers from the delivery pool.
-        return {"connect_args": {"timeout": 30, "check_same_thread": False}}
+        # A generous timeout covers writers outside the hub; the hub's own
+        # take turns on an OS lock (webhooks/writelock.py) instead of sleeping.
+        connect_args = {"timeout": 30, "check_same_thread": False}
+        database = make_url(url).database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            connect_args["factory"] = writelock.connection_class(database)
+        return {"connect_args": connect_args}
     # Without a connect timeout a database behind a dead network hangs every
     # request and sweep until the kernel gives up, minutes later.
     return {

@@ -1,0 +1,147 @@
+"""SQLite writers take turns on an OS lock instead of sleeping in SQLite's busy handler.
+
+SQLite admits one writer at a time. A connection that finds the write lock
+taken retries with sleeps of 1, 2, 5, 10 ... up to 100 ms, so under load a
+write that needed 50 µs of lock waits tens of milliseconds, and the waits, not
+the work, set the latency (issue 7's ingest and publish p99). Here every
+connection of the hub takes a process-wide ``threading.Lock`` and then an
+exclusive ``flock`` on a file beside the database before its first write of a
+transaction, and gives both back when the transaction ends: the kernel wakes
+the next writer the moment the lock frees. Reads take nothing (WAL readers
+never wait). A statement this module does not recognise as a write simply
+falls back to SQLite's own busy handling, as do other programs writing to the
+same file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import os
+import re
+import sqlite3
+import threading
+
+# The first keyword of statements that take SQLite's write lock (a CTE is
+# looked into, as claims use ``WITH ... UPDATE``).
+WRITE_STATEMENT = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER|BEGIN\s+(IMMEDIATE|EXCLUSIVE))\b", re.I)
+WRITE_IN_CTE = re.compile(r"\s*WITH\b.*\b(INSERT|UPDATE|DELETE)\b", re.I | re.S)
+# Past this wait a writer stops queueing and leaves it to SQLite's busy timeout
+# (a thread that holds a second connection's transaction would wait forever).
+THREAD_WAIT = 30.0
+
+
+def is_write(sql: str) -> bool:
+    """True for a statement that needs SQLite's write lock."""
+    return bool(WRITE_STATEMENT.match(sql) or WRITE_IN_CTE.match(sql))
+
+
+class WriterLock:
+    """The turn to write: one thread per process, then one process per database file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.threads = threading.Lock()
+        self._fd: int | None = None
+        self._pid: int | None = None
+
+    def acquire(self) -> bool:
+        """Wait for the turn; False when it did not come within :data:`THREAD_WAIT` seconds."""
+        if not self.threads.acquire(timeout=THREAD_WAIT):
+            return False
+        try:
+            fcntl.flock(self._file(), fcntl.LOCK_EX)
+        except BaseException:
+            self.threads.release()
+            raise
+        return True
+
+    def release(self) -> None:
+        """Hand the turn to the next writer, in this process or another."""
+        try:
+            fcntl.flock(self._file(), fcntl.LOCK_UN)
+        finally:
+            self.threads.release()
+
+    def _file(self) -> int:
+        """The lock file, opened once per process: a forked child must not share its parent's."""
+        if self._pid != os.getpid():
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+
+class QueuedCursor(sqlite3.Cursor):
+    """A cursor that queues for the writer lock before a statement that writes."""
+
+    def execute(self, sql, parameters=(), /):
+        self.connection.before_statement(sql)
+        try:
+            return super().execute(sql, parameters)
+        finally:
+            self.connection.after_statement()
+
+    def executemany(self, sql, seq_of_parameters, /):
+        self.connection.before_statement(sql)
+        try:
+            return super().executemany(sql, seq_of_parameters)
+        finally:
+            self.connection.after_statement()
+
+
+class QueuedConnection(sqlite3.Connection):
+    """A connection that holds the writer lock from its first write until its transaction ends."""
+
+    writer_lock: WriterLock  # set on the subclass made for each database file
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.holds_writer_lock = False
+
+    def cursor(self, factory=QueuedCursor):
+        return super().cursor(factory)
+
+    def execute(self, sql, parameters=(), /):
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql, seq_of_parameters, /):
+        return self.cursor().executemany(sql, seq_of_parameters)
+
+    def before_statement(self, sql: str) -> None:
+        if not self.holds_writer_lock and is_write(sql):
+            self.holds_writer_lock = self.writer_lock.acquire()
+
+    def after_statement(self) -> None:
+        """Statements that ran outside a transaction (DDL, autocommit) end their turn at once."""
+        if self.holds_writer_lock and not self.in_transaction:
+            self._release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self._release()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._release()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self.holds_writer_lock:
+            self.holds_writer_lock = False
+            self.writer_lock.release()
+
+
+@functools.cache
+def connection_class(database: str) -> type[QueuedConnection]:
+    """The ``sqlite3.connect(factory=...)`` for one database file, sharing one lock per process."""
+    lock = WriterLock(os.path.abspath(database) + "-writer.lock")
+    return type("QueuedConnection", (QueuedConnection,), {"writer_lock": lock})
