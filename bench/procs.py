@@ -10,9 +10,6 @@ own process group), so a benchmark that fails half-way leaves nothing behind.
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +23,9 @@ from cryptography.fernet import Fernet
 from sqlalchemy import create_engine
 from sqlalchemy import text
 
+from webhooks.testing import Process
+from webhooks.testing import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
@@ -36,12 +36,6 @@ ENCRYPTION_KEY = Fernet.generate_key().decode()
 def say(message: str) -> None:
     """A progress line: long runs show what they are doing as they go."""
     print(f"  [{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def hub_env(database_url: str, **settings) -> dict[str, str]:
@@ -78,47 +72,6 @@ def driver_url(url: str) -> str:
     return url
 
 
-class Process:
-    """A child process with its output in a log file; stopped on exit of the ``with`` block."""
-
-    def __init__(self, name: str, command: list[str], env: dict[str, str], log_dir: Path) -> None:
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self._log = self.log_path.open("ab")
-        self.popen = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def check_alive(self) -> None:
-        """Raise with the end of its log when the process has exited."""
-        if self.popen.poll() is not None:
-            raise RuntimeError(f"{self.name} exited with {self.popen.returncode}; see {self.log_path}:\n{self.tail()}")
-
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self, timeout: float = 15) -> None:
-        """SIGTERM and wait (gunicorn and the worker finish in-flight work), then SIGKILL its group."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
-        self._log.close()
-
-    def __enter__(self) -> Process:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-
 def gunicorn(name: str, app: str, env: dict[str, str], log_dir: Path, *, workers: int = 2) -> Process:
     """Start gunicorn with the project's config file on a free port; ``process.url`` is its base.
 
@@ -136,12 +89,7 @@ def gunicorn(name: str, app: str, env: dict[str, str], log_dir: Path, *, workers
 def worker(name: str, env: dict[str, str], log_dir: Path) -> Process:
     """Start ``flask --app app worker`` (the delivery sweeper alone)."""
     process = Process(name, [str(BIN / "flask"), "--app", "app", "worker"], env, log_dir)
-    deadline = time.monotonic() + 60
-    while "sweeping every" not in process.log_path.read_text(errors="replace"):
-        process.check_alive()
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{name} did not start in 60 s:\n{process.tail()}")
-        time.sleep(0.05)
+    process.wait_for_log("sweeping every", timeout=60)
     return process
 
 

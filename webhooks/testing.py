@@ -1,20 +1,30 @@
-"""A real HTTP receiver on loopback, for tests, benchmarks and trying the hub by hand.
+"""Real parts on loopback for tests, benchmarks and trying the hub by hand.
 
-It records every request (headers and raw body) and answers with whatever the
-``respond`` callable returns, so a test can make it fail, hang, answer 410 or
-recover, and then wait for a condition instead of sleeping.
+:class:`Receiver` records every request (headers and raw body) and answers
+with whatever the ``respond`` callable returns, so a test can make it fail,
+hang, answer 410 or recover, and then wait for a condition instead of
+sleeping. :class:`Process` runs a hub process (gunicorn, ``flask worker``)
+the way production does, for the fault tests and the benchmarks.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request
 from werkzeug.wrappers import Response
+
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -80,3 +90,75 @@ def wait_until(condition: Callable[[], object], timeout: float = 10.0, interval:
         if time.monotonic() > end:
             raise TimeoutError("condition not met in time")
         time.sleep(interval)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Process:
+    """A child process in its own process group, its output in ``<folder>/<name>.log``.
+
+    ``with`` it, or call :meth:`stop`: SIGTERM first (gunicorn and the worker
+    finish in-flight deliveries), then SIGKILL to the whole group, so a test or
+    benchmark that fails half-way leaves nothing running.
+    """
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str], folder: Path) -> None:
+        self.name = name
+        self.url = ""
+        self.log_path = folder / f"{name}.log"
+        self._log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
+    def check_alive(self) -> None:
+        """Raise with the end of its log when the process has exited."""
+        if self.popen.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with {self.popen.returncode}; see {self.log_path}:\n{self.tail()}")
+
+    def wait_for_log(self, text: str, timeout: float = 30) -> None:
+        """Block until ``text`` appears in the log (a process announcing it is ready)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} did not log {text!r} in {timeout} s:\n{self.tail()}")
+            time.sleep(0.05)
+
+    def signal(self, number: int) -> None:
+        self.popen.send_signal(number)
+
+    def wait(self, timeout: float) -> int:
+        return self.popen.wait(timeout)
+
+    def stop(self, timeout: float = 20) -> None:
+        """SIGTERM and wait, then SIGKILL its group if it does not go in time."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        self._log.close()
+
+    def __enter__(self) -> Process:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

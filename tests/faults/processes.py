@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import http.server
 import os
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -29,60 +27,10 @@ from conftest import Api
 from conftest import make_app
 from conftest import make_tenant
 
-ROOT = Path(__file__).resolve().parents[2]
+from webhooks.testing import Process
+from webhooks.testing import free_port
+
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Process:
-    """A hub process with its output in a log file, in its own process group."""
-
-    def __init__(self, name: str, command: list[str], env: dict, folder: Path) -> None:
-        self.name = name
-        self.log_path = folder / f"{name}.log"
-        self._log = self.log_path.open("ab")
-        self.popen = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        self.url = ""
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_log(self, text: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log():
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.log()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name} did not log {text!r} in {timeout} s:\n{self.log()[-3000:]}")
-            time.sleep(0.05)
-
-    def signal(self, number: int) -> None:
-        self.popen.send_signal(number)
-
-    def wait(self, timeout: float) -> int:
-        return self.popen.wait(timeout)
-
-    def stop(self, timeout: float = 20) -> None:
-        """SIGTERM, then SIGKILL to the whole group if it does not go in time."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
-        self._log.close()
 
 
 class Hub:
