@@ -15,6 +15,7 @@ same file.
 
 from __future__ import annotations
 
+import collections
 import fcntl
 import functools
 import os
@@ -37,22 +38,30 @@ def is_write(sql: str) -> bool:
 
 
 class WriterLock:
-    """The turn to write: one thread per process, then one process per database file."""
+    """The turn to write: first come, first served within a process, then one process at a time.
+
+    Python's own locks let a thread that releases take the lock straight back
+    (it still holds the GIL while the woken waiter does not), so a loop of
+    short transactions would starve the request threads. Here a release hands
+    the turn to the longest waiter, who owns it before it even wakes.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.threads = threading.Lock()
+        self._mutex = threading.Lock()
+        self._waiters: collections.deque[threading.Lock] = collections.deque()
+        self._held = False
         self._fd: int | None = None
         self._pid: int | None = None
 
     def acquire(self) -> bool:
         """Wait for the turn; False when it did not come within :data:`THREAD_WAIT` seconds."""
-        if not self.threads.acquire(timeout=THREAD_WAIT):
+        if not self._take_turn():
             return False
         try:
             fcntl.flock(self._file(), fcntl.LOCK_EX)
         except BaseException:
-            self.threads.release()
+            self._pass_turn()
             raise
         return True
 
@@ -61,7 +70,30 @@ class WriterLock:
         try:
             fcntl.flock(self._file(), fcntl.LOCK_UN)
         finally:
-            self.threads.release()
+            self._pass_turn()
+
+    def _take_turn(self) -> bool:
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return True
+            baton = threading.Lock()
+            baton.acquire()
+            self._waiters.append(baton)
+        if baton.acquire(timeout=THREAD_WAIT):
+            return True
+        with self._mutex:
+            if baton in self._waiters:
+                self._waiters.remove(baton)
+                return False
+        return True  # handed over between the timeout and the check
+
+    def _pass_turn(self) -> None:
+        with self._mutex:
+            if self._waiters:
+                self._waiters.popleft().release()
+            else:
+                self._held = False
 
     def _file(self) -> int:
         """The lock file, opened once per process: a forked child must not share its parent's."""
