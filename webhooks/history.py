@@ -149,11 +149,26 @@ def inbound_page(
 
     ``source_id`` must be one of the tenant's sources (the caller looked it up).
     """
-    where = [InboundRequest.source_id == source_id] if source_id is not None else [InboundRequest.tenant_id == tenant_id]
-    if status:
-        where.append(InboundRequest.status == status)
+    where = inbound_conditions(tenant_id, source_id, status)
     if before is not None:
         where.append(InboundRequest.id < before)
     query = select(InboundRequest).where(*where).order_by(InboundRequest.id.desc()).limit(limit + 1)
     rows = list(db.session.scalars(query))
     return InboundPage(rows[:limit], rows[limit - 1].id if len(rows) > limit else None)
+
+
+def inbound_newer(
+    tenant_id: int, *, source_id: int | None = None, status: str | None = None, after: int, limit: int = PAGE
+) -> list[InboundRequest]:
+    """Requests received since the log was drawn (``id > after``), newest first, for live updates."""
+    where = inbound_conditions(tenant_id, source_id, status)
+    query = select(InboundRequest).where(*where, InboundRequest.id > after).order_by(InboundRequest.id.desc())
+    return list(db.session.scalars(query.limit(limit)))
+
+
+def inbound_conditions(tenant_id: int, source_id: int | None, status: str | None) -> list:
+    """The log's filters; a source (one of the tenant's, looked up by the caller) narrows to its index."""
+    where = [InboundRequest.source_id == source_id] if source_id is not None else [InboundRequest.tenant_id == tenant_id]
+    if status:
+        where.append(InboundRequest.status == status)
+    return where

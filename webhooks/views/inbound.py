@@ -149,8 +149,23 @@ def requests_log():
         else history.inbound_page(g.tenant.id, source_id=source_id, status=status, before=request.args.get("before", type=int))
     )
     return htmx.render(
-        "inbound/requests.html", "inbound/_requests.html", form=form, log=page, status=422 if form.errors else 200
+        "inbound/requests.html",
+        "inbound/_requests.html",
+        form=form,
+        log=page,
+        newest=page.requests[0].id if page.requests else 0,
+        live=not form.errors and not request.args.get("before"),
+        status=422 if form.errors else 200,
     )
+
+
+@bp.get("/requests/newer")
+def requests_newer():
+    """Requests received since the log was drawn, above a fresh copy of the polling sentinel."""
+    form, source_id, status = _log_filters()
+    after = request.args.get("after", 0, type=int)
+    rows = [] if form.errors else history.inbound_newer(g.tenant.id, source_id=source_id, status=status, after=after)
+    return htmx.render("inbound/_newer.html", rows=rows, newest=rows[0].id if rows else after)
 
 
 @bp.get("/requests/<int:request_id>/row")
