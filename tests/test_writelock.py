@@ -147,3 +147,18 @@ def test_the_hub_uses_queued_connections_for_sqlite_files(tmp_path):
     assert "connect_args" not in engine_options("postgresql://u@h/db") or "factory" not in engine_options(
         "postgresql://u@h/db"
     )["connect_args"]
+
+
+def test_hub_connections_are_tuned_for_wal(app):
+    """The queued connection class must still get the WAL, synchronous and foreign-key pragmas."""
+    from sqlalchemy import text
+
+    from webhooks.db import db
+
+    with app.app_context():
+        if db.engine.dialect.name != "sqlite":
+            pytest.skip("SQLite pragmas; this run is on PostgreSQL")
+        connection = db.session.connection()
+        assert isinstance(connection.connection.dbapi_connection, writelock.QueuedConnection)
+        pragmas = {name: connection.execute(text(f"PRAGMA {name}")).scalar() for name in ("journal_mode", "synchronous", "foreign_keys")}
+        assert pragmas == {"journal_mode": "wal", "synchronous": 1, "foreign_keys": 1}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
 import sys
 from datetime import datetime
 from datetime import timezone
@@ -87,7 +88,7 @@ class UTCDateTime(types.TypeDecorator):
 def _tune_sqlite(dbapi_connection, connection_record):
     """WAL lets readers work while the sweeper writes; the busy timeout makes
     writers queue instead of failing with "database is locked"."""
-    if type(dbapi_connection).__module__.startswith("sqlite3"):
+    if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
