@@ -42,5 +42,8 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def vary_on_htmx(response):
         # The same URL answers a page or a fragment; caches must keep them apart.
-        response.vary.add("HX-Request")
+        # Only HTML comes in both shapes: JSON (the API, provider hooks) never
+        # varies, and skipping it spares the hook path a header parse.
+        if response.mimetype == "text/html":
+            response.vary.add("HX-Request")
         return response

@@ -36,9 +36,12 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from typing import BinaryIO
+from typing import Sequence
 
 from flask import Flask
 from flask import current_app
+from sqlalchemy import bindparam
+from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy import update
@@ -56,16 +59,18 @@ from webhooks import retry
 from webhooks import scheduler
 from webhooks import sources
 from webhooks import templating
+from webhooks.db import UTCDateTime
 from webhooks.db import db
+from webhooks.db import is_postgres
 from webhooks.db import now_utc
 from webhooks.errors import ApiError
 from webhooks.models import InboundAttempt
 from webhooks.models import InboundRequest
 from webhooks.models import PayloadTemplate
-from webhooks.models import Source
 from webhooks.models import Tenant
 
 log = logging.getLogger("webhooks.inbound")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 RECEIVED = "received"
 PROCESSING = "processing"
@@ -90,6 +95,36 @@ NOT_FOUND = "no such hook"
 SUCCEEDED_OUTCOMES = ("published", "handled")
 _NOT_IN_EVENT_TYPE = re.compile(r"[^A-Za-z0-9_.:\-]+")
 
+INSERT_REQUEST = insert(InboundRequest.__table__)
+INSERT_ATTEMPT = insert(InboundAttempt.__table__)
+#: Requests of sources without routes finished per transaction: about 2 ms of write lock on SQLite.
+ROUTELESS_BATCH = 100
+# Due requests of sources whose routes are empty (stored as [] or JSON null) or missing.
+_ROUTELESS_DUE = """
+SELECT id FROM inbound_requests WHERE status = 'received' AND next_attempt_at <= :due_by
+  AND source_id IN (SELECT id FROM sources WHERE routes IS NULL OR CAST(routes AS TEXT) IN ('[]', 'null'))
+ORDER BY next_attempt_at, id LIMIT :limit
+"""
+_IGNORED = """
+status = 'ignored', attempts = attempts + 1, next_attempt_at = NULL, lease_owner = NULL,
+lease_expires_at = NULL, error = NULL, processed_at = :now
+"""
+# RETURNING gives the new attempts (this attempt's number) and the untouched next_trigger (its trigger).
+SQLITE_IGNORE_ROUTELESS = claims.sql(
+    f"""
+UPDATE inbound_requests SET {_IGNORED}
+WHERE id IN ({_ROUTELESS_DUE}) AND status = 'received'
+RETURNING id, attempts, next_trigger, event_type
+"""
+).bindparams(bindparam("due_by", type_=UTCDateTime()))
+POSTGRES_IGNORE_ROUTELESS = claims.sql(
+    f"""
+WITH due AS MATERIALIZED ({_ROUTELESS_DUE} FOR UPDATE SKIP LOCKED)
+UPDATE inbound_requests SET {_IGNORED}
+FROM due WHERE inbound_requests.id = due.id
+RETURNING inbound_requests.id, inbound_requests.attempts, inbound_requests.next_trigger, inbound_requests.event_type
+"""
+).bindparams(bindparam("due_by", type_=UTCDateTime()))
 PRUNE_REJECTED = text(
     """
 DELETE FROM inbound_requests WHERE source_id = :source AND status = 'rejected' AND id <= (
@@ -157,7 +192,7 @@ def receive(request: Request, tenant_slug: str, source_slug: str | None = None) 
 def _receive(request: Request, tenant_slug: str, source_slug: str | None) -> Answer:
     if request.method != "POST":
         return Answer(405, message="hooks accept POST only", headers={"Allow": "POST"})
-    source = sources.find(tenant_slug, source_slug)
+    source = sources.lookup(tenant_slug, source_slug)
     if source is None:
         return Answer(404, message=NOT_FOUND)
     try:
@@ -168,13 +203,13 @@ def _receive(request: Request, tenant_slug: str, source_slug: str | None) -> Ans
         return Answer(rejection.status, message=rejection.message, headers=rejection.headers)
 
 
-def _accept(source: Source, request: Request) -> Answer:
+def _accept(source: sources.HookSource, request: Request) -> Answer:
     if not source.enabled:
         raise Rejection(404, "the source is disabled", message=NOT_FOUND)
     limit = source.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise Rejection(413, f"the body of {request.content_length} bytes is over the {limit} byte limit")
-    if not address_allowed(source.ip_allowlist or [], request.remote_addr):
+    if not address_allowed(source.networks, request.remote_addr):
         raise Rejection(403, f"{request.remote_addr} is not in the source's IP allowlist")
     check_rate(source)
     body = read_body(request.stream, limit)
@@ -184,7 +219,7 @@ def _accept(source: Source, request: Request) -> Answer:
     return persist(source, request, body, verified)
 
 
-def address_allowed(allowlist: list[str], remote_addr: str | None) -> bool:
+def address_allowed(allowlist: Sequence[Network], remote_addr: str | None) -> bool:
     """True when there is no allowlist or ``remote_addr`` is in one of its networks.
 
     IPv4 clients seen through an IPv6 socket (``::ffff:192.0.2.1``) are
@@ -198,10 +233,10 @@ def address_allowed(allowlist: list[str], remote_addr: str | None) -> bool:
         return False
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
-    return any(address in ipaddress.ip_network(network) for network in allowlist)
+    return any(address in network for network in allowlist)
 
 
-def check_rate(source: Source) -> None:
+def check_rate(source: sources.HookSource) -> None:
     """Count the request against the source's per-minute limit, or refuse it with 429.
 
     The count commits at once, in a transaction of its own, so that reading a
@@ -239,16 +274,16 @@ def read_body(stream: BinaryIO, limit: int) -> bytes:
             raise Rejection(413, f"the body is over the {limit} byte limit", body=b"".join(chunks))
 
 
-def verify(source: Source, request: Request, body: bytes) -> providers.Verified:
+def verify(source: sources.HookSource, request: Request, body: bytes) -> providers.Verified:
     """Authenticate with the source's preset and secrets, then parse; 401 or 400 otherwise."""
     try:
         return providers.verify(
             source.provider,
-            secrets=source.secrets or [],
+            secrets=source.secrets,
             headers=request.headers,
             body=body,
             content_type=request.content_type,
-            config=source.config or {},
+            config=source.config,
         )
     except providers.VerificationError as exc:
         raise Rejection(401, exc.reason, body=body) from None
@@ -256,45 +291,62 @@ def verify(source: Source, request: Request, body: bytes) -> providers.Verified:
         raise Rejection(400, str(exc), body=body) from None
 
 
-def persist(source: Source, request: Request, body: bytes, verified: providers.Verified) -> Answer:
+def persist(source: sources.HookSource, request: Request, body: bytes, verified: providers.Verified) -> Answer:
     """Store an accepted request and commit; a delivery id seen before answers with the first id.
 
     The unique (source, dedupe key) index decides, so two copies of one
     delivery arriving at the same moment cannot both be stored: the second
     insert fails, rolls back and finds the first.
     """
-    source_id, key = source.id, dedupe_key(verified.delivery_id)
+    key = dedupe_key(verified.delivery_id)
     unauthenticated = providers.PRESETS[source.provider].unauthenticated
-    row = InboundRequest(
-        tenant_id=source.tenant_id,
-        source_id=source_id,
-        status=RECEIVED,
-        http_status=202,
-        reason="not verified: the source accepts unauthenticated requests" if unauthenticated else None,
-        event_type=_cut(verified.event_type, 200),
-        dedupe_key=key,
-        method=request.method,
-        content_type=_cut(request.content_type, 200),
-        remote_addr=_cut(request.remote_addr, 64),
-        headers=stored_headers(source, request),
-        body=body,
-        next_attempt_at=now_utc(),
-        next_trigger="scheduled",
-    )
-    db.session.add(row)
     try:
-        db.session.flush()
-        request_id = row.id
+        request_id = insert_request(
+            source,
+            request,
+            status=RECEIVED,
+            http_status=202,
+            reason="not verified: the source accepts unauthenticated requests" if unauthenticated else None,
+            event_type=_cut(verified.event_type, 200),
+            dedupe_key=key,
+            body=body,
+            next_attempt_at=now_utc(),
+            next_trigger="scheduled",
+        )
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
         first = db.session.scalar(
-            select(InboundRequest.id).where(InboundRequest.source_id == source_id, InboundRequest.dedupe_key == key)
+            select(InboundRequest.id).where(InboundRequest.source_id == source.id, InboundRequest.dedupe_key == key)
         )
         if first is None:
+            # Not a duplicate: the source itself is gone, deleted by another process since it was cached.
+            sources.forget()
             raise
         return Answer(200, {"id": first, "duplicate": True})
     return Answer(202, {"id": request_id})
+
+
+def insert_request(source: sources.HookSource, request: Request, **values: Any) -> int:
+    """Insert one received request into the session's transaction; return its id.
+
+    One Core INSERT on the session's connection rather than the ORM's unit
+    of work: receiving is the hot path, and nothing needs the row as an
+    object afterwards. The session still owns the transaction.
+    """
+    result = db.session.connection().execute(
+        INSERT_REQUEST,
+        {
+            "tenant_id": source.tenant_id,
+            "source_id": source.id,
+            "method": request.method,
+            "content_type": _cut(request.content_type, 200),
+            "remote_addr": _cut(request.remote_addr, 64),
+            "headers": stored_headers(source, request),
+            **values,
+        },
+    )
+    return result.inserted_primary_key[0]
 
 
 def dedupe_key(delivery_id: str | None) -> str | None:
@@ -306,32 +358,23 @@ def dedupe_key(delivery_id: str | None) -> str | None:
     return "sha256:" + hashlib.sha256(delivery_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def stored_headers(source: Source, request: Request) -> dict[str, str]:
+def stored_headers(source: sources.HookSource, request: Request) -> dict[str, str]:
     """The request's headers with credentials masked: tokens travel in headers, as do cookies."""
-    sensitive = providers.sensitive_headers(source.provider, source.config or {})
-    return providers.mask_headers(dict(request.headers), sensitive)
+    return providers.mask_headers(dict(request.headers), source.sensitive_headers)
 
 
-def keep_rejected(source: Source, request: Request, rejection: Rejection) -> None:
+def keep_rejected(source: sources.HookSource, request: Request, rejection: Rejection) -> None:
     """Store a refused request for the person debugging it, and drop the oldest beyond the bound."""
     db.session.rollback()
-    source_id = source.id
-    db.session.add(
-        InboundRequest(
-            tenant_id=source.tenant_id,
-            source_id=source_id,
-            status=REJECTED,
-            http_status=rejection.status,
-            reason=rejection.reason,
-            method=request.method,
-            content_type=_cut(request.content_type, 200),
-            remote_addr=_cut(request.remote_addr, 64),
-            headers=stored_headers(source, request),
-            body=rejection.body[:REJECTED_BODY_BYTES],
-        )
+    insert_request(
+        source,
+        request,
+        status=REJECTED,
+        http_status=rejection.status,
+        reason=rejection.reason,
+        body=rejection.body[:REJECTED_BODY_BYTES],
     )
-    db.session.flush()
-    db.session.execute(PRUNE_REJECTED, {"source": source_id, "keep": REJECTED_KEPT})
+    db.session.execute(PRUNE_REJECTED, {"source": source.id, "keep": REJECTED_KEPT})
     db.session.commit()
 
 
@@ -399,20 +442,74 @@ class RouteError(Exception):
 def process_due(owner: str, *, limit: int = 1000, budget: float = 0.8, now: datetime | None = None) -> int:
     """Process due requests for up to ``budget`` seconds; return how many were processed.
 
-    Claims one request at a time, so a slow handler never sits on claimed
-    requests that another process could take. Must run inside an app
-    context. ``now`` stands in for the clock, for tests of retries.
+    Requests of sources without routes are finished a batch at a time (see
+    :func:`ignore_routeless`); the others are claimed one at a time, so a
+    slow handler never sits on claimed requests that another process could
+    take. Batches go first (a hundred cost a few milliseconds), and a claim
+    is tried only once a batch comes back short, so the one-at-a-time path
+    does not pick up route-less requests the next batch would take. Only
+    requests due when the tick starts are taken: those that arrive meanwhile
+    wait for the next tick, and its batch, instead of keeping this one going
+    one request at a time. Must run inside an app context. ``now`` stands in
+    for the clock, for tests of retries.
     """
     lease = current_app.config["LEASE_SECONDS"]
     deadline = time.monotonic() + budget
+    # Claiming "as of" the tick's start also starts leases up to ``budget`` early: a little shorter.
+    due_by = now or now_utc()
     done = 0
     while done < limit and time.monotonic() < deadline:
-        claimed = claims.claim_inbound(owner, 1, lease_seconds=lease, now=now)
+        batch = min(ROUTELESS_BATCH, limit - done)
+        ignored = ignore_routeless(batch, due_by=due_by, now=now)
+        done += ignored
+        if ignored == batch:
+            continue
+        claimed = claims.claim_inbound(owner, 1, lease_seconds=lease, now=due_by)
         if not claimed:
             break
         process(claimed[0], owner, now=now)
         done += 1
     return done
+
+
+def ignore_routeless(limit: int, *, due_by: datetime, now: datetime | None = None) -> int:
+    """Finish up to ``limit`` requests of sources without routes, due by ``due_by``, as ``ignored``.
+
+    Returns how many. Such a request has nothing to run, so there is
+    nothing to lease: one transaction marks the batch ignored and records
+    the attempt each would have got from :func:`record` (outcome
+    ``ignored``, "no route matched"), which is what the dashboard and the
+    API show. The UPDATE decides which rows are taken, so two processes
+    never finish the same request. ``next_trigger`` is left as it was:
+    nothing reads it until a reprocess, which sets it anew.
+    """
+    now = now or now_utc()
+    statement = POSTGRES_IGNORE_ROUTELESS if is_postgres() else SQLITE_IGNORE_ROUTELESS
+    rows = db.session.execute(statement, {"due_by": due_by, "now": now, "limit": limit}).all()
+    if not rows:
+        db.session.rollback()
+        return 0
+    db.session.execute(
+        INSERT_ATTEMPT,
+        [
+            {
+                "request_id": row.id,
+                "number": row.attempts,
+                "trigger": row.next_trigger,
+                "outcome": "ignored",
+                "route_index": None,
+                "detail": f"no route matched event type {row.event_type or '(none)'}",
+                "error": None,
+                "duration_ms": 0,
+                "started_at": now,
+            }
+            for row in rows
+        ],
+    )
+    db.session.commit()
+    ids = sorted(row.id for row in rows)
+    log.info("inbound ignored %s requests of sources without routes, ids %s to %s", len(ids), ids[0], ids[-1])
+    return len(rows)
 
 
 def process(request_id: int, owner: str, *, now: datetime | None = None) -> str | None:

@@ -31,6 +31,7 @@ ATTEMPT_SECONDS = Histogram(
     registry=REGISTRY,
 )
 INBOUND = Counter("webhooks_inbound_requests", "Inbound requests by HTTP answer.", ["code"], registry=REGISTRY)
+_INBOUND_BY_CODE: dict[int, Counter] = {}
 
 
 def observe_attempt(outcome: str, duration_ms: int) -> None:
@@ -41,7 +42,11 @@ def observe_attempt(outcome: str, duration_ms: int) -> None:
 
 def observe_inbound(code: int) -> None:
     """Count one answer to a provider."""
-    INBOUND.labels(str(code)).inc()
+    child = _INBOUND_BY_CODE.get(code)
+    if child is None:
+        # ``labels()`` takes a lock and builds a key on every call; the hook path counts each request.
+        child = _INBOUND_BY_CODE.setdefault(code, INBOUND.labels(str(code)))
+    child.inc()
 
 
 class DatabaseCollector:

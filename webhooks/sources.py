@@ -15,6 +15,8 @@ from __future__ import annotations
 import ipaddress
 import re
 import secrets as _secrets
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
@@ -50,6 +52,9 @@ ROUTE_FIELDS = {"when", "action", "event_type", "template_id", "handler", "descr
 # Presets whose secret the user makes up and pastes into the provider, so the
 # hub can offer one; the others (Stripe, Shopify, Slack) issue their own.
 GENERATED_SECRETS = {"github", "gitlab", "hmac", "token", "standard"}
+#: Seconds a process keeps what it read for a hook URL (see :func:`lookup`).
+CACHE_SECONDS = 2.0
+CACHE_ENTRIES = 10_000
 UNAUTHENTICATED_WARNING = (
     "This source accepts unauthenticated requests: anyone who knows its URL can send events."
     " Choose a signature preset if the provider supports one, or at least an IP allowlist."
@@ -108,6 +113,7 @@ def delete(source: Source) -> None:
     """Delete a source with every request it received."""
     db.session.delete(source)
     db.session.commit()
+    forget()
 
 
 def save(source: Source) -> None:
@@ -115,14 +121,81 @@ def save(source: Source) -> None:
     _commit(source)
 
 
-def find(tenant_slug: str, source_slug: str | None) -> Source | None:
-    """The source a hook URL names; without ``source_slug``, the tenant's default source."""
+@dataclass(frozen=True)
+class HookSource:
+    """What receiving needs of a source, read once and kept for :data:`CACHE_SECONDS`.
+
+    Plain values (secrets decrypted, allowlist parsed, masked header names
+    worked out), so a request served from the cache touches neither the
+    database nor the cipher before storing itself. Never mutate one: every
+    thread of the process shares it.
+    """
+
+    id: int
+    tenant_id: int
+    provider: str
+    enabled: bool
+    secrets: tuple[str, ...]
+    config: dict
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    max_body_bytes: int
+    rate_limit_per_minute: int | None
+    sensitive_headers: frozenset[str]
+
+
+def lookup(tenant_slug: str, source_slug: str | None) -> HookSource | None:
+    """The source a hook URL names (without ``source_slug``, the tenant's default), or None.
+
+    Answers come from a per-process cache for up to :data:`CACHE_SECONDS`,
+    unknown URLs included, so a flood of posts costs no query each. Changes
+    made through :func:`create`, :func:`save` and :func:`delete` clear this
+    process's cache at once; other processes (gunicorn workers, ``flask
+    worker``) see them once their cached answer expires.
+    """
+    cache = _hook_cache()
+    key = (tenant_slug, source_slug)
+    cached = cache.get(key)
+    now = time.monotonic()
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    found = _read_hook_source(tenant_slug, source_slug)
+    if len(cache) >= CACHE_ENTRIES:
+        cache.clear()  # posts to made-up URLs must not grow the cache without bound
+    cache[key] = (now + CACHE_SECONDS, found)
+    return found
+
+
+def forget() -> None:
+    """Drop this process's cached hook sources, after a change to any source."""
+    _hook_cache().clear()
+
+
+def _hook_cache() -> dict:
+    # One cache per app: tests (and tools) run several apps on different databases in one process.
+    return current_app.extensions.setdefault("sources.hooks", {})
+
+
+def _read_hook_source(tenant_slug: str, source_slug: str | None) -> HookSource | None:
     query = select(Source).join(Tenant, Source.tenant_id == Tenant.id).where(Tenant.slug == tenant_slug)
     if source_slug is None:
         query = query.where(Source.is_default.is_(True))
     else:
         query = query.where(Source.slug == source_slug)
-    return db.session.scalar(query.limit(1))
+    source = db.session.scalar(query.limit(1))
+    if source is None:
+        return None
+    return HookSource(
+        id=source.id,
+        tenant_id=source.tenant_id,
+        provider=source.provider,
+        enabled=source.enabled,
+        secrets=tuple(source.secrets or ()),
+        config=dict(source.config or {}),
+        networks=tuple(ipaddress.ip_network(network) for network in source.ip_allowlist or ()),
+        max_body_bytes=source.max_body_bytes,
+        rate_limit_per_minute=source.rate_limit_per_minute,
+        sensitive_headers=frozenset(providers.sensitive_headers(source.provider, source.config or {})),
+    )
 
 
 def by_reference(tenant_id: int, reference: str) -> Source | None:
@@ -218,6 +291,7 @@ def _commit(source: Source) -> None:
             )
             db.session.execute(others.values(is_default=False).execution_options(synchronize_session=False))
         db.session.commit()
+        forget()
     except IntegrityError:
         # Another request took the slug between the check and the commit.
         db.session.rollback()
