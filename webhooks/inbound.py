@@ -22,6 +22,7 @@ so nothing is published twice.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
@@ -45,11 +46,15 @@ from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy import update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Request
 
 from webhooks import claims
 from webhooks import filters
+from webhooks import groupcommit
 from webhooks import hooks
 from webhooks import metrics
 from webhooks import providers
@@ -292,61 +297,75 @@ def verify(source: sources.HookSource, request: Request, body: bytes) -> provide
 
 
 def persist(source: sources.HookSource, request: Request, body: bytes, verified: providers.Verified) -> Answer:
-    """Store an accepted request and commit; a delivery id seen before answers with the first id.
+    """Store an accepted request; a delivery id seen before answers with the first id.
 
-    The unique (source, dedupe key) index decides, so two copies of one
-    delivery arriving at the same moment cannot both be stored: the second
-    insert fails, rolls back and finds the first.
+    The row is committed before the answer, in a transaction shared with the
+    other requests arriving at the same moment (:mod:`webhooks.groupcommit`).
+    The unique (source, dedupe key) index decides duplicates, so two copies
+    of one delivery arriving together cannot both be stored.
     """
-    key = dedupe_key(verified.delivery_id)
     unauthenticated = providers.PRESETS[source.provider].unauthenticated
+    values = request_values(
+        source,
+        request,
+        status=RECEIVED,
+        http_status=202,
+        reason="not verified: the source accepts unauthenticated requests" if unauthenticated else None,
+        event_type=_cut(verified.event_type, 200),
+        dedupe_key=dedupe_key(verified.delivery_id),
+        body=body,
+        next_attempt_at=now_utc(),
+        next_trigger="scheduled",
+    )
     try:
-        request_id = insert_request(
-            source,
-            request,
-            status=RECEIVED,
-            http_status=202,
-            reason="not verified: the source accepts unauthenticated requests" if unauthenticated else None,
-            event_type=_cut(verified.event_type, 200),
-            dedupe_key=key,
-            body=body,
-            next_attempt_at=now_utc(),
-            next_trigger="scheduled",
-        )
-        db.session.commit()
+        request_id, duplicate = groupcommit.run(functools.partial(store_accepted, values))
     except IntegrityError:
-        db.session.rollback()
-        first = db.session.scalar(
-            select(InboundRequest.id).where(InboundRequest.source_id == source.id, InboundRequest.dedupe_key == key)
-        )
-        if first is None:
-            # Not a duplicate: the source itself is gone, deleted by another process since it was cached.
-            sources.forget()
-            raise
-        return Answer(200, {"id": first, "duplicate": True})
+        # Not a duplicate (those are no error): the source is gone, deleted by another process since it was cached.
+        sources.forget()
+        raise
+    if duplicate:
+        return Answer(200, {"id": request_id, "duplicate": True})
     return Answer(202, {"id": request_id})
 
 
-def insert_request(source: sources.HookSource, request: Request, **values: Any) -> int:
-    """Insert one received request into the session's transaction; return its id.
+def store_accepted(values: dict, connection: Connection) -> tuple[int, bool]:
+    """Insert an accepted request unless its delivery id is stored already: (id, was it a duplicate)."""
+    inserted = connection.execute(_insert_new(connection.dialect.name), values).scalar()
+    if inserted is not None:
+        return inserted, False
+    first = connection.execute(
+        select(InboundRequest.id).where(
+            InboundRequest.source_id == values["source_id"], InboundRequest.dedupe_key == values["dedupe_key"]
+        )
+    ).scalar_one()
+    return first, True
 
-    One Core INSERT on the session's connection rather than the ORM's unit
-    of work: receiving is the hot path, and nothing needs the row as an
-    object afterwards. The session still owns the transaction.
-    """
-    result = db.session.connection().execute(
-        INSERT_REQUEST,
-        {
-            "tenant_id": source.tenant_id,
-            "source_id": source.id,
-            "method": request.method,
-            "content_type": _cut(request.content_type, 200),
-            "remote_addr": _cut(request.remote_addr, 64),
-            "headers": stored_headers(source, request),
-            **values,
-        },
-    )
+
+@functools.cache
+def _insert_new(dialect: str):
+    """``INSERT ... ON CONFLICT (source_id, dedupe_key) DO NOTHING RETURNING id`` in the dialect's words."""
+    module = postgresql if dialect == "postgresql" else sqlite
+    statement = module.insert(InboundRequest.__table__).on_conflict_do_nothing(index_elements=["source_id", "dedupe_key"])
+    return statement.returning(InboundRequest.__table__.c.id)
+
+
+def insert_request(source: sources.HookSource, request: Request, **values: Any) -> int:
+    """Insert one request into the session's transaction; return its id (for rejected requests)."""
+    result = db.session.connection().execute(INSERT_REQUEST, request_values(source, request, **values))
     return result.inserted_primary_key[0]
+
+
+def request_values(source: sources.HookSource, request: Request, **values: Any) -> dict:
+    """The ``inbound_requests`` row of a request, as received (credentials masked)."""
+    return {
+        "tenant_id": source.tenant_id,
+        "source_id": source.id,
+        "method": request.method,
+        "content_type": _cut(request.content_type, 200),
+        "remote_addr": _cut(request.remote_addr, 64),
+        "headers": stored_headers(source, request),
+        **values,
+    }
 
 
 def dedupe_key(delivery_id: str | None) -> str | None:

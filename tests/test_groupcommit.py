@@ -1,0 +1,133 @@
+"""Group commit (webhooks/groupcommit.py): concurrent units share a transaction, each gets its own
+result only after the commit, and a failing unit fails alone."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy import text
+
+from webhooks import groupcommit
+from webhooks.db import db
+from webhooks.testing import wait_until
+
+
+@pytest.fixture
+def table(app):
+    with app.app_context():
+        with db.engine.begin() as connection:
+            connection.execute(text("CREATE TABLE gc_rows (n INTEGER PRIMARY KEY)"))
+        commits = []
+        def listener(connection):
+            commits.append(1)
+
+        event.listen(db.engine, "commit", listener)
+        yield commits
+        event.remove(db.engine, "commit", listener)
+        with db.engine.begin() as connection:
+            connection.execute(text("DROP TABLE gc_rows"))  # PostgreSQL keeps one database for the session
+
+
+def insert(n):
+    def unit(connection):
+        connection.execute(text("INSERT INTO gc_rows (n) VALUES (:n)"), {"n": n})
+        return n * 10
+
+    return unit
+
+
+def stored(app) -> list[int]:
+    with app.app_context():
+        with db.engine.connect() as connection:
+            return [row[0] for row in connection.execute(text("SELECT n FROM gc_rows ORDER BY n"))]
+
+
+def run_in_threads(app, units):
+    """Run each unit from its own thread; returns {index: result or exception}."""
+    outcomes = {}
+
+    def call(index, unit):
+        with app.app_context():
+            try:
+                outcomes[index] = groupcommit.run(unit)
+            except Exception as exc:
+                outcomes[index] = exc
+
+    threads = [threading.Thread(target=call, args=(index, unit)) for index, unit in enumerate(units)]
+    for thread in threads:
+        thread.start()
+    return threads, outcomes
+
+
+def queue_of(app) -> groupcommit.GroupCommit:
+    with app.app_context():
+        return app.extensions.setdefault("groupcommit", groupcommit.GroupCommit())
+
+
+def test_units_that_arrive_together_share_one_commit(app, table):
+    gate = threading.Event()
+
+    def first(connection):
+        gate.wait(10)  # the leader is busy while the others queue up
+        return insert(0)(connection)
+
+    queue = queue_of(app)
+    leader, outcomes = run_in_threads(app, [first])
+    wait_until(lambda: queue._leading)
+    followers, more = run_in_threads(app, [insert(n) for n in range(1, 21)])
+    wait_until(lambda: len(queue._queue) == 20)
+    assert stored(app) == []  # nothing is visible, so nobody has been answered
+    gate.set()
+    for thread in leader + followers:
+        thread.join(10)
+    assert outcomes == {0: 0} and more == {n - 1: n * 10 for n in range(1, 21)}
+    assert stored(app) == list(range(21))
+    assert len(table) == 2  # the leader's own batch, then the twenty that queued behind it
+
+
+def test_a_failing_unit_fails_alone(app, table):
+    gate = threading.Event()
+
+    def first(connection):
+        gate.wait(10)
+        return insert(0)(connection)
+
+    def broken(connection):
+        insert(99)(connection)
+        raise ValueError("bad row")
+
+    queue = queue_of(app)
+    leader, _ = run_in_threads(app, [first])
+    wait_until(lambda: queue._leading)
+    followers, outcomes = run_in_threads(app, [insert(1), broken, insert(2)])
+    wait_until(lambda: len(queue._queue) == 3)
+    gate.set()
+    for thread in leader + followers:
+        thread.join(10)
+    assert outcomes[0] == 10 and outcomes[2] == 20
+    assert isinstance(outcomes[1], ValueError)
+    assert stored(app) == [0, 1, 2]  # the broken unit's own insert was rolled back
+
+
+def test_a_long_queue_is_handed_on_and_every_unit_lands(app, table, monkeypatch):
+    monkeypatch.setattr(groupcommit, "BATCH", 3)
+    monkeypatch.setattr(groupcommit, "BATCHES_PER_LEADER", 1)
+    gate = threading.Event()
+
+    def first(connection):
+        gate.wait(10)
+        return insert(0)(connection)
+
+    queue = queue_of(app)
+    leader, _ = run_in_threads(app, [first])
+    wait_until(lambda: queue._leading)
+    followers, outcomes = run_in_threads(app, [insert(n) for n in range(1, 11)])
+    wait_until(lambda: len(queue._queue) == 10)
+    gate.set()
+    for thread in leader + followers:
+        thread.join(10)
+    assert outcomes == {n - 1: n * 10 for n in range(1, 11)}
+    assert stored(app) == list(range(11))
+    assert not queue._leading and queue._queue == []

@@ -1,0 +1,134 @@
+"""Group commit: many request threads' small writes share one transaction.
+
+A provider's request must be stored before it is answered, and on the hook
+URL that one INSERT and its COMMIT were most of a request's cost: a write
+transaction per request means a turn at the database's write lock, a commit,
+and on SQLite a hand-over between threads and processes for each. Here the
+threads of a process queue their writes instead; the first to arrive leads:
+it runs everything queued in one transaction, commits once, and wakes the
+others with their results. Nobody answers before the commit that holds their
+row, so durability is what it was; under load a commit carries many rows.
+
+A unit of work is a function of a SQLAlchemy ``Connection`` that writes and
+returns a result; it must not commit. When one unit fails, the batch is rolled
+back and each unit runs again in a transaction of its own, so one bad row
+(a foreign key gone, say) fails alone and the others still land.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from flask import current_app
+from sqlalchemy.engine import Connection
+
+from webhooks.db import db
+
+Unit = Callable[[Connection], Any]
+# How many units one transaction takes, and how many batches one leader runs
+# before it hands the lead on (its own request is waiting too).
+BATCH = 256
+BATCHES_PER_LEADER = 4
+
+
+class Ticket:
+    """One queued unit: its result, or the exception it raised, once its batch is done."""
+
+    __slots__ = ("unit", "done", "result", "error", "lead")
+
+    def __init__(self, unit: Unit) -> None:
+        self.unit = unit
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.lead = False
+
+    def finish(self, result: Any = None, error: BaseException | None = None) -> None:
+        self.result, self.error = result, error
+        self.done.set()
+
+
+class GroupCommit:
+    """The queue of one app in one process; see :func:`run`."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._queue: list[Ticket] = []
+        self._leading = False
+
+    def run(self, unit: Unit) -> Any:
+        """Run ``unit`` in a shared transaction; return its result once committed, or raise its error."""
+        ticket = Ticket(unit)
+        with self._mutex:
+            self._queue.append(ticket)
+            lead = not self._leading
+            self._leading = True
+        if lead:
+            self._lead()
+        ticket.done.wait()
+        if ticket.lead:  # woken to take over the queue, its own unit among it
+            ticket.lead = False
+            ticket.done.clear()
+            self._lead()
+            ticket.done.wait()
+        if ticket.error is not None:
+            raise ticket.error
+        return ticket.result
+
+    def _lead(self) -> None:
+        """Write batches until the queue is empty, or hand it to the oldest waiter."""
+        for _ in range(BATCHES_PER_LEADER):
+            with self._mutex:
+                batch, self._queue[:] = self._queue[:BATCH], self._queue[BATCH:]
+                if not batch:
+                    self._leading = False
+                    return
+            write(batch)
+        with self._mutex:
+            if not self._queue:
+                self._leading = False
+                return
+            successor = self._queue[0]
+        successor.lead = True
+        successor.done.set()
+
+
+def write(batch: list[Ticket]) -> None:
+    """Run a batch in one transaction and finish every ticket, whatever happens.
+
+    After a failure each unit runs again alone, so only the failing one
+    reports an error.
+    """
+    try:
+        with db.engine.begin() as connection:
+            results = [ticket.unit(connection) for ticket in batch]
+    except Exception:
+        for ticket in batch:
+            _run_alone(ticket)
+    except BaseException as error:  # the process is going down: nobody may wait forever
+        for ticket in batch:
+            ticket.finish(error=error)
+        raise
+    else:
+        for ticket, result in zip(batch, results):
+            ticket.finish(result)
+
+
+def _run_alone(ticket: Ticket) -> None:
+    try:
+        with db.engine.begin() as connection:
+            result = ticket.unit(connection)
+    except Exception as error:
+        ticket.finish(error=error)
+    else:
+        ticket.finish(result)
+
+
+def run(unit: Unit) -> Any:
+    """Run ``unit`` in a transaction shared with other threads of this app; see the module doc."""
+    queue = current_app.extensions.get("groupcommit")
+    if queue is None:
+        queue = current_app.extensions.setdefault("groupcommit", GroupCommit())
+    return queue.run(unit)
