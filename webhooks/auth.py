@@ -5,11 +5,18 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
+import time
 
+from flask import current_app
 from flask import g
+from flask import has_app_context
 from flask import request
+from sqlalchemy import event
+from sqlalchemy import inspect
 from sqlalchemy import select
 from sqlalchemy import update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm import make_transient_to_detached
 from werkzeug.security import check_password_hash
 from werkzeug.security import generate_password_hash
 
@@ -23,6 +30,10 @@ from webhooks.models import User
 
 KEY_PREFIX = "whk_"
 ROLES = ("viewer", "editor")
+# A process answers API requests from keys it checked this long ago. Revoking
+# a key applies at once in the process that revokes it, and within this many
+# seconds in the others (other gunicorn workers, or a revocation by the CLI).
+KEY_CACHE_SECONDS = 5.0
 
 
 def hash_key(key: str) -> str:
@@ -39,9 +50,57 @@ def create_api_key(tenant: Tenant, name: str = "default") -> tuple[ApiKey, str]:
 
 
 def tenant_for_key(plain: str) -> Tenant | None:
-    """The tenant of a valid, unrevoked key."""
-    key = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(plain), ApiKey.revoked_at.is_(None)))
-    return key.tenant if key else None
+    """The tenant of a valid, unrevoked key.
+
+    Valid keys are remembered for :data:`KEY_CACHE_SECONDS` with a copy of
+    their tenant's row, which joins the session without a query. A check
+    that raced :func:`forget_keys` is not remembered.
+    """
+    digest = hash_key(plain)
+    cache = _key_cache()
+    hit = cache["keys"].get(digest)
+    if hit is not None and time.monotonic() - hit[0] < KEY_CACHE_SECONDS:
+        return db.session.merge(hit[1], load=False)
+    checked_at, generation = time.monotonic(), cache["generation"]
+    key = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)))
+    if key is None:
+        cache["keys"].pop(digest, None)
+        return None
+    if cache["generation"] == generation:
+        cache["keys"][digest] = (checked_at, _detached_copy(key.tenant))
+    return key.tenant
+
+
+def forget_keys() -> None:
+    """Check every key against the database again on its next use."""
+    cache = _key_cache()
+    cache["generation"] += 1
+    cache["keys"].clear()
+
+
+def _key_cache() -> dict:
+    # Per app: tests build many apps on databases whose rows share ids.
+    return current_app.extensions.setdefault("auth.api_keys", {"generation": 0, "keys": {}})
+
+
+def _detached_copy(tenant: Tenant) -> Tenant:
+    """A copy of the tenant's row that belongs to no session: requests merge it into theirs and never change it."""
+    copy = Tenant(**{column.key: getattr(tenant, column.key) for column in inspect(Tenant).column_attrs})
+    make_transient_to_detached(copy)
+    return copy
+
+
+@event.listens_for(Session, "before_flush")
+def _note_key_changes(session, flush_context, instances) -> None:
+    """A changed or deleted tenant or key empties the cache once the change commits."""
+    if any(isinstance(item, (Tenant, ApiKey)) for item in (*session.dirty, *session.deleted)):
+        session.info["auth.forget_keys"] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _forget_after_commit(session) -> None:
+    if session.info.pop("auth.forget_keys", False) and has_app_context():
+        forget_keys()
 
 
 def api_key_required(view):
@@ -101,8 +160,9 @@ def role_in(user: User, tenant_id: int) -> str | None:
 
 
 def revoke_api_key(key: ApiKey) -> None:
-    """Revoke a key; requests with it get 401 from now on."""
+    """Revoke a key; requests with it get 401 from now on (see :data:`KEY_CACHE_SECONDS`)."""
     db.session.execute(update(ApiKey).where(ApiKey.id == key.id).values(revoked_at=now_utc()))
+    db.session.info["auth.forget_keys"] = True  # cached keys are forgotten when this commits
 
 
 _DUMMY_HASH = generate_password_hash("timing-equaliser")

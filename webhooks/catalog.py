@@ -18,7 +18,6 @@ from sqlalchemy import select
 from webhooks.db import db
 from webhooks.errors import ApiError
 from webhooks.models import EventType
-from webhooks.models import Tenant
 
 
 def find(tenant_id: int, name: str) -> EventType | None:
@@ -27,8 +26,14 @@ def find(tenant_id: int, name: str) -> EventType | None:
 
 
 def entries(tenant_id: int) -> dict[str, EventType]:
-    """The tenant's whole catalog by name: read once per publish request, not once per event."""
+    """The tenant's whole catalog by name."""
     return {entry.name: entry for entry in db.session.scalars(select(EventType).where(EventType.tenant_id == tenant_id))}
+
+
+def validators(tenant_id: int) -> dict[str, Any]:
+    """What publishing checks against: each catalog type's schema validator, or None when it has no schema."""
+    rows = db.session.execute(select(EventType.name, EventType.schema).where(EventType.tenant_id == tenant_id))
+    return {name: None if schema is None else _validator(json.dumps(schema, sort_keys=True)) for name, schema in rows}
 
 
 def check_schema(schema: Any) -> None:
@@ -43,22 +48,19 @@ def check_schema(schema: Any) -> None:
 
 def schema_errors(schema: Any, payload: Any) -> list[str]:
     """Every violation as ``path: message``, most relevant first."""
-    validator = _validator(json.dumps(schema, sort_keys=True))
-    errors = sorted(validator.iter_errors(payload), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
-    return [f"{_path(error)}: {error.message}" for error in errors]
+    return _errors(_validator(json.dumps(schema, sort_keys=True)), payload)
 
 
-def check_event(
-    tenant: Tenant, known: dict[str, EventType], event_type: str, payload: Any, *, field: str = "payload"
-) -> None:
-    """Raise ``ApiError(422)`` if the catalog (``known``, from :func:`entries`) refuses this event."""
-    entry = known.get(event_type)
-    if entry is None:
-        if tenant.strict_event_types:
+def check_event(known: dict[str, Any], event_type: str, payload: Any, *, strict: bool, field: str = "payload") -> None:
+    """Raise ``ApiError(422)`` if the catalog (``known``, from :func:`validators`) refuses this event;
+    a ``strict`` tenant accepts catalog types only."""
+    if event_type not in known:
+        if strict:
             raise ApiError(422, f"unknown event type {event_type!r}; this tenant only accepts catalog types", field="type")
         return
-    if entry.schema is not None:
-        errors = schema_errors(entry.schema, payload)
+    validator = known[event_type]
+    if validator is not None:
+        errors = _errors(validator, payload)
         if errors:
             raise ApiError(422, f"payload does not match the schema of {event_type}: {errors[0]}", field=field)
 
@@ -67,6 +69,11 @@ def check_event(
 def _validator(schema_text: str):
     schema = json.loads(schema_text)
     return jsonschema.validators.validator_for(schema)(schema)
+
+
+def _errors(validator, payload: Any) -> list[str]:
+    errors = sorted(validator.iter_errors(payload), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    return [f"{_path(error)}: {error.message}" for error in errors]
 
 
 def _path(error) -> str:

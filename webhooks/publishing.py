@@ -4,11 +4,19 @@
 same function. It validates the event against the tenant's catalog, honours
 idempotency keys, and creates one pending delivery per endpoint that
 subscribes to the type and whose filter matches, all in one transaction.
+
+Publishing is the hub's hottest write, so it avoids the ORM: what it needs to
+know about a tenant (strict mode, catalog validators, routes) is kept per
+process and checked against a fingerprint of the rows it came from, and the
+rows go in with one or two plain statements per table. Routing is decided
+before the first ``INSERT``, because on SQLite that statement takes the
+database's single write lock until the commit.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import re
 from collections.abc import Sequence
@@ -18,16 +26,19 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import insert
+from sqlalchemy import bindparam
 from sqlalchemy import select
+from sqlalchemy import text
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from webhooks import catalog
 from webhooks import filters
+from webhooks.db import UTCDateTime
 from webhooks.db import db
 from webhooks.db import now_utc
 from webhooks.errors import ApiError
+from webhooks.models import PENDING
 from webhooks.models import Delivery
 from webhooks.models import Endpoint
 from webhooks.models import Event
@@ -49,6 +60,26 @@ class Published:
     created: bool
 
 
+@dataclass(frozen=True)
+class Route:
+    """What routing needs of an enabled endpoint: no URL, no secrets."""
+
+    endpoint_id: int
+    patterns: tuple[str, ...]
+    rules: tuple[str, ...]
+    match: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What publishing needs of a tenant: strict mode, the catalog (type name to
+    schema validator, or None) and the routes of its enabled endpoints."""
+
+    strict: bool
+    validators: dict[str, Any]
+    routes: tuple[Route, ...]
+
+
 def subscribes(patterns: Sequence[str], event_type: str) -> bool:
     """True when an endpoint with these type patterns wants ``event_type``.
 
@@ -62,13 +93,6 @@ def filter_context(event_type: str, payload: Any, *, uid: str, created_at) -> di
     """What filter rules see for an outbound event: the payload plus ``event``."""
     event = {"id": uid, "type": event_type, "created_at": created_at.isoformat()}
     return filters.build_context(payload, event=event)
-
-
-def wants(endpoint: Endpoint, event_type: str, context: dict) -> bool:
-    """Whether ``endpoint`` gets a delivery: enabled, subscribed, and its filter matches."""
-    if not endpoint.enabled or not subscribes(endpoint.event_types or [], event_type):
-        return False
-    return filters.evaluate_rules(endpoint.filter_rules or [], endpoint.filter_match, context).matched
 
 
 def publish(tenant: Tenant, type: str, payload: Any, idempotency_key: str | None = None) -> Published:
@@ -92,19 +116,26 @@ def publish_many(tenant: Tenant, items: Sequence[dict], *, bulk: bool = True) ->
     Two requests racing with the same idempotency key meet the unique index;
     the loser rolls back and, on its second pass, finds the winner's event.
     """
-    known = catalog.entries(tenant.id)
-    checked = [check_item(tenant, known, item, index if bulk else None) for index, item in enumerate(items)]
+    profile = tenant_profile(tenant.id)
+    now = now_utc()
+    limit = current_app.config["MAX_EVENT_BYTES"]
+    checked = [check_item(profile, item, index if bulk else None, limit) for index, item in enumerate(items)]
     try:
-        results = _store(tenant, checked)
+        results = _store(tenant, checked, route(profile.routes, checked, now), now)
     except IntegrityError:
+        # Routed again too: an endpoint deleted meanwhile fails its foreign key.
         db.session.rollback()
-        results = _store(tenant, checked)
+        results = _store(tenant, checked, route(tenant_profile(tenant.id).routes, checked, now), now)
     db.session.commit()
     return results
 
 
-def check_item(tenant: Tenant, known: dict, item: Any, index: int | None) -> dict:
-    """Validate one event of a request; errors name the field (``[3].type`` in a batch)."""
+def check_item(profile: Profile, item: Any, index: int | None, limit: int) -> dict:
+    """Validate one event of a request; errors name the field (``[3].type`` in a batch).
+
+    The returned item carries the payload's compact JSON text, measured
+    against ``limit`` (bytes) and stored as it is.
+    """
     where = "" if index is None else f"[{index}]."
     if not isinstance(item, dict):
         raise ApiError(422, "each event must be a JSON object", field=where.rstrip(".") or None)
@@ -115,20 +146,85 @@ def check_item(tenant: Tenant, known: dict, item: Any, index: int | None) -> dic
         raise ApiError(422, "payload is required", field=f"{where}payload")
     if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 200 or "\x00" in key):
         raise ApiError(422, "idempotency_key must be a string of 1 to 200 characters, without NUL", field=f"{where}idempotency_key")
-    size = len(json.dumps(payload, separators=(",", ":")))
-    if size > current_app.config["MAX_EVENT_BYTES"]:
-        raise ApiError(413, f"payload is {size} bytes; the limit is {current_app.config['MAX_EVENT_BYTES']}")
-    catalog.check_event(tenant, known, event_type, payload, field=f"{where}payload")
-    return {"type": event_type, "payload": payload, "idempotency_key": key}
+    try:
+        stored = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ApiError(422, f"payload is not JSON: {exc}", field=f"{where}payload") from None
+    if len(stored) > limit:
+        raise ApiError(413, f"payload is {len(stored)} bytes; the limit is {limit}")
+    catalog.check_event(profile.validators, event_type, payload, strict=profile.strict, field=f"{where}payload")
+    return {"type": event_type, "payload": payload, "idempotency_key": key, "json": stored, "uid": new_event_uid()}
 
 
-def _store(tenant: Tenant, items: list[dict]) -> list[Published]:
-    now = now_utc()
-    existing = _existing_events(tenant, [item["idempotency_key"] for item in items if item["idempotency_key"]], now)
-    rows: list[dict] = []
-    plan: list[tuple[str, Any]] = []  # per item: ("existing", Event) | ("new" | "repeat", row index)
-    row_of_key: dict[str, int] = {}
+def route(routes: Sequence[Route], items: Sequence[dict], now: datetime) -> list[list[int]]:
+    """The endpoint ids each item goes to, decided without touching the database.
+
+    Subscriptions are matched once per event type of the request; the filter
+    context is built only for events that meet an endpoint with rules.
+    """
+    created_at = now.isoformat()
+    subscribed: dict[str, list[Route]] = {}
+    targets = []
     for item in items:
+        event_type = item["type"]
+        candidates = subscribed.get(event_type)
+        if candidates is None:
+            candidates = subscribed[event_type] = [r for r in routes if subscribes(r.patterns, event_type)]
+        context = None
+        chosen = []
+        for candidate in candidates:
+            if candidate.rules:
+                if context is None:
+                    event = {"id": item["uid"], "type": event_type, "created_at": created_at}
+                    context = filters.build_context(item["payload"], event=event)
+                if not filters.evaluate_rules(candidate.rules, candidate.match, context).matched:
+                    continue
+            chosen.append(candidate.endpoint_id)
+        targets.append(chosen)
+    return targets
+
+
+def tenant_profile(tenant_id: int) -> Profile:
+    """The tenant's profile, reused while the rows it was read from are unchanged.
+
+    One small query reads the fingerprint (row counts and latest
+    ``updated_at`` of the endpoints and the catalog, and strict mode), so a
+    change made by any process applies to the next publish, as when every
+    publish read the endpoints itself.
+    """
+    fingerprint = tuple(db.session.execute(FINGERPRINT, {"tenant": tenant_id}).one())
+    cache = current_app.extensions.setdefault("publishing.profiles", {})  # per app: tests reuse tenant ids
+    entry = cache.get(tenant_id)
+    if entry is not None and entry[0] == fingerprint:
+        return entry[1]
+    profile = Profile(bool(fingerprint[-1]), catalog.validators(tenant_id), _load_routes(tenant_id))
+    cache[tenant_id] = (fingerprint, profile)
+    return profile
+
+
+def _load_routes(tenant_id: int) -> tuple[Route, ...]:
+    columns = (Endpoint.id, Endpoint.event_types, Endpoint.filter_rules, Endpoint.filter_match)
+    rows = db.session.execute(select(*columns).where(Endpoint.tenant_id == tenant_id, Endpoint.enabled).order_by(Endpoint.id))
+    return tuple(Route(id, tuple(types or ()), tuple(rules or ()), match) for id, types, rules, match in rows)
+
+
+# Every change to an endpoint or a catalog entry sets its updated_at (the models'
+# onupdate), and adding or deleting one changes the count.
+FINGERPRINT = text(
+    "SELECT (SELECT count(*) FROM endpoints WHERE tenant_id = :tenant),"
+    " (SELECT max(updated_at) FROM endpoints WHERE tenant_id = :tenant),"
+    " (SELECT count(*) FROM event_types WHERE tenant_id = :tenant),"
+    " (SELECT max(updated_at) FROM event_types WHERE tenant_id = :tenant),"
+    " (SELECT strict_event_types FROM tenants WHERE id = :tenant)"
+)
+
+
+def _store(tenant: Tenant, items: list[dict], targets: list[list[int]], now: datetime) -> list[Published]:
+    existing = _existing_events(tenant, [item["idempotency_key"] for item in items if item["idempotency_key"]], now)
+    fresh: list[int] = []  # indexes of the items stored as new events
+    plan: list[tuple[str, Any]] = []  # per item: ("existing", Event) | ("new" | "repeat", index in fresh)
+    row_of_key: dict[str, int] = {}
+    for index, item in enumerate(items):
         key = item["idempotency_key"]
         if key in existing:
             plan.append(("existing", existing[key]))
@@ -136,60 +232,94 @@ def _store(tenant: Tenant, items: list[dict]) -> list[Published]:
             plan.append(("repeat", row_of_key[key]))  # the same key twice in one batch
         else:
             if key:
-                row_of_key[key] = len(rows)
-            plan.append(("new", len(rows)))
-            rows.append(_event_row(tenant, item, now))
-    ids = list(db.session.scalars(insert(Event).returning(Event.id, sort_by_parameter_order=True), rows)) if rows else []
-    counts = _fan_out(tenant, rows, ids, now)
+                row_of_key[key] = len(fresh)
+            plan.append(("new", len(fresh)))
+            fresh.append(index)
+    new_items = [items[index] for index in fresh]
+    ids: list[int] = []
+    if new_items:
+        connection = db.session.connection()
+        ids = _insert_events(connection, tenant.id, new_items, now)
+        _insert_deliveries(connection, tenant.id, new_items, ids, [targets[index] for index in fresh], now)
     results = []
     for kind, ref in plan:
         if kind == "existing":
             results.append(Published(ref.id, ref.uid, ref.type, ref.created_at, _delivery_count(ref.id), created=False))
         else:
-            row = rows[ref]
-            results.append(Published(ids[ref], row["uid"], row["type"], now, counts[ref], created=kind == "new"))
+            item = new_items[ref]
+            results.append(Published(ids[ref], item["uid"], item["type"], now, len(targets[fresh[ref]]), created=kind == "new"))
     return results
 
 
-def _event_row(tenant: Tenant, item: dict, now: datetime) -> dict:
-    return {
-        "uid": new_event_uid(),
-        "tenant_id": tenant.id,
-        "type": item["type"],
-        "payload": item["payload"],
-        "idempotency_key": item["idempotency_key"],
-        "created_at": now,
-    }
+def _insert_events(connection, tenant_id: int, items: list[dict], now: datetime) -> list[int]:
+    """Insert the events; return their ids in the order of ``items``."""
+    if connection.dialect.name == "postgresql":
+        # One JSON document instead of arrays: psycopg escapes array elements
+        # in Python, one regex call per string. Each payload goes in as a JSON
+        # string of its text, since PostgreSQL's JSON functions refuse a
+        # \u0000 inside a document they take apart (the json column keeps it).
+        # The order of RETURNING rows is not promised: the uids say which id is whose.
+        rows = ",".join(json.dumps([item["uid"], item["type"], item["json"], item["idempotency_key"]]) for item in items)
+        returned = connection.execute(INSERT_EVENTS_PG, {"rows": f"[{rows}]", "tenant_id": tenant_id, "now": now})
+        id_of = {uid: id for id, uid in returned}
+        return [id_of[item["uid"]] for item in items]
+    created_at = _stored(connection, now)
+    rows = [(item["uid"], tenant_id, item["type"], item["json"], item["idempotency_key"], created_at) for item in items]
+    if len(rows) == 1:
+        return [connection.exec_driver_sql(INSERT_EVENT_SQLITE, rows[0]).lastrowid]
+    connection.exec_driver_sql(INSERT_EVENT_SQLITE, rows)
+    # Without an explicit id SQLite gives a new row the largest rowid plus one,
+    # and this transaction holds the write lock since its first INSERT: the
+    # rows just inserted have consecutive ids ending at the last one.
+    last = connection.exec_driver_sql("SELECT last_insert_rowid()").scalar()
+    return list(range(last - len(rows) + 1, last + 1))
 
 
-def _fan_out(tenant: Tenant, rows: list[dict], ids: list[int], now: datetime) -> list[int]:
-    """Insert one pending delivery per interested endpoint; return the count per event."""
-    if not rows:
-        return []
-    endpoints = list(db.session.scalars(select(Endpoint).where(Endpoint.tenant_id == tenant.id, Endpoint.enabled)))
-    deliveries, counts = [], []
-    for row, event_id in zip(rows, ids):
-        context = filter_context(row["type"], row["payload"], uid=row["uid"], created_at=now)
-        targets = [endpoint.id for endpoint in endpoints if wants(endpoint, row["type"], context)]
-        counts.append(len(targets))
-        deliveries += [
-            {
-                "tenant_id": tenant.id,
-                "event_id": event_id,
-                "endpoint_id": endpoint_id,
-                "event_type": row["type"],
-                "status": "pending",
-                "next_attempt_at": now,
-                "next_trigger": "scheduled",
-                "attempts": 0,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for endpoint_id in targets
-        ]
-    if deliveries:
-        db.session.execute(insert(Delivery), deliveries)
-    return counts
+def _insert_deliveries(connection, tenant_id: int, items: list[dict], ids: list[int], targets: list[list[int]], now: datetime) -> None:
+    """One pending delivery per (event, endpoint), in event order, then endpoint order."""
+    pairs = [(event_id, endpoint_id, item["type"]) for item, event_id, chosen in zip(items, ids, targets) for endpoint_id in chosen]
+    if not pairs:
+        return
+    if connection.dialect.name == "postgresql":
+        connection.execute(INSERT_DELIVERIES_PG, {"rows": json.dumps(pairs), "tenant_id": tenant_id, "now": now})
+        return
+    stamp = _stored(connection, now)
+    connection.exec_driver_sql(INSERT_DELIVERY_SQLITE, [(tenant_id, *pair, stamp) for pair in pairs])
+
+
+def _stored(connection, moment: datetime) -> Any:
+    """``moment`` as :class:`UTCDateTime` binds it on this connection, converted once per request."""
+    processor = _datetime_processor(connection.dialect)
+    return processor(moment) if processor else moment
+
+
+@functools.cache
+def _datetime_processor(dialect):
+    return UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+
+
+# Plain statements: per-row bind processing through the ORM cost more than the
+# inserts themselves (docs/benchmarks.md, finding 6). Column lists are those of
+# models.Event and models.Delivery; the rest take their server defaults (NULL).
+INSERT_EVENT_SQLITE = "INSERT INTO events (uid, tenant_id, type, payload, idempotency_key, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+INSERT_DELIVERY_SQLITE = (
+    "INSERT INTO deliveries (tenant_id, event_id, endpoint_id, event_type, status, next_attempt_at, next_trigger,"
+    f" attempts, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, '{PENDING}', ?5, 'scheduled', 0, ?5, ?5)"
+)
+# WITH ORDINALITY ... ORDER BY: ids follow the order of the request (ordered endpoints deliver by id).
+INSERT_EVENTS_PG = text(
+    "INSERT INTO events (uid, tenant_id, type, payload, idempotency_key, created_at)"
+    " SELECT u.row->>0, :tenant_id, u.row->>1, CAST(u.row->>2 AS JSON), u.row->>3, :now"
+    " FROM json_array_elements(CAST(:rows AS JSON)) WITH ORDINALITY AS u(row, n) ORDER BY u.n"
+    " RETURNING id, uid"
+).bindparams(bindparam("now", type_=UTCDateTime))
+INSERT_DELIVERIES_PG = text(
+    "INSERT INTO deliveries (tenant_id, event_id, endpoint_id, event_type, status, next_attempt_at, next_trigger,"
+    " attempts, created_at, updated_at)"
+    f" SELECT :tenant_id, CAST(u.row->>0 AS BIGINT), CAST(u.row->>1 AS INTEGER), u.row->>2, '{PENDING}', :now,"
+    " 'scheduled', 0, :now, :now"
+    " FROM json_array_elements(CAST(:rows AS JSON)) WITH ORDINALITY AS u(row, n) ORDER BY u.n"
+).bindparams(bindparam("now", type_=UTCDateTime))
 
 
 def _existing_events(tenant: Tenant, keys: list[str], now: datetime) -> dict[str, Event]:

@@ -1,0 +1,141 @@
+"""Publishing's fast path: plain inserts with the right ids, tenant profiles that
+follow changes made by any process, and the API-key cache's revocation delay."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy import text
+
+from conftest import make_app
+from webhooks import auth
+from webhooks import endpoints
+from webhooks import publishing
+from webhooks.db import db
+from webhooks.errors import ApiError
+from webhooks.models import ApiKey
+from webhooks.models import Delivery
+from webhooks.models import Endpoint
+from webhooks.models import Event
+from webhooks.models import EventType
+from webhooks.models import Tenant
+
+
+def test_bulk_ids_belong_to_their_events_and_deliveries_follow_event_order(app, api, receiver):
+    first = api.endpoint(receiver.url + "/a")["id"]
+    second = api.endpoint(receiver.url + "/b", event_types=["order.*"])["id"]
+    events = [{"type": "order.created" if n % 2 else "invoice.paid", "payload": {"n": n}} for n in range(300)]
+    data = api.post("/api/v1/events", json=events).get_json()["data"]
+    assert [item["deliveries"] for item in data] == [2 if n % 2 else 1 for n in range(300)]
+    with app.app_context():
+        stored = {event.id: event for event in db.session.scalars(select(Event))}
+        for n, item in enumerate(data):
+            event = stored[item["id"]]
+            assert (event.uid, event.type, event.payload) == (item["webhook_id"], events[n]["type"], {"n": n})
+        deliveries = list(db.session.scalars(select(Delivery).order_by(Delivery.id)))
+    assert [d.event_id for d in deliveries if d.endpoint_id == first] == [item["id"] for item in data]
+    assert [d.event_id for d in deliveries if d.endpoint_id == second] == [item["id"] for item in data[1::2]]
+    assert all(d.event_type == stored[d.event_id].type and d.status == "pending" for d in deliveries)
+
+
+def test_bulk_after_single_events_and_repeats(app, api, receiver):
+    api.endpoint(receiver.url)
+    single = api.publish(payload={"n": -1})
+    events = [{"type": "order.created", "payload": {"n": n}, "idempotency_key": f"k{n % 3}"} for n in range(6)]
+    data = api.post("/api/v1/events", json=events).get_json()["data"]
+    assert len({item["id"] for item in data}) == 3 and all(item["id"] > single["id"] for item in data)
+    for item in data:
+        assert api.get(f"/api/v1/events/{item['id']}").get_json()["webhook_id"] == item["webhook_id"]
+
+
+def test_awkward_payloads_round_trip(api):
+    for payload in ["\x00", {"text": "a\x00b", "quote": '"\\', "emoji": "\U0001f600"}, [1, 2.5, None, True], "plain"]:
+        event = _publish(api, payload)
+        assert api.get(f"/api/v1/events/{event['id']}").get_json()["payload"] == payload
+
+
+@pytest.mark.parametrize("payload", [float("nan"), {"when": object()}])
+def test_a_payload_that_is_not_json_is_422(app, api, payload):
+    with app.app_context():
+        with pytest.raises(ApiError) as refused:
+            publishing.publish(db.session.get(Tenant, api.tenant_id), "order.created", payload)
+    assert (refused.value.status, refused.value.field) == (422, "payload")
+
+
+def test_endpoint_changes_apply_to_the_next_publish(api, receiver):
+    endpoint = api.endpoint(receiver.url, event_types=["order.*"])
+    assert api.publish()["deliveries"] == 1  # the tenant's profile is cached now
+    api.patch(f"/api/v1/endpoints/{endpoint['id']}", json={"event_types": ["invoice.*"]})
+    assert api.publish()["deliveries"] == 0
+    api.patch(f"/api/v1/endpoints/{endpoint['id']}", json={"event_types": [], "filter": {"rules": ["total > 5"]}})
+    assert api.publish(payload={"total": 9})["deliveries"] == 1
+    assert api.publish(payload={"total": 1})["deliveries"] == 0
+    api.patch(f"/api/v1/endpoints/{endpoint['id']}", json={"enabled": False})
+    assert api.publish(payload={"total": 9})["deliveries"] == 0
+    added = api.endpoint(receiver.url + "/new")
+    assert api.publish()["deliveries"] == 1
+    assert api.delete(f"/api/v1/endpoints/{added['id']}").status_code == 204
+    assert api.publish()["deliveries"] == 0
+
+
+def test_catalog_changes_apply_to_the_next_publish(api):
+    assert api.publish("order.created", {"total": "x"})["deliveries"] == 0
+    schema = {"type": "object", "properties": {"total": {"type": "number"}}}
+    assert api.post("/api/v1/event-types", json={"name": "order.created", "schema": schema}).status_code == 201
+    response = api.post("/api/v1/events", json={"type": "order.created", "payload": {"total": "x"}})
+    assert response.status_code == 422 and "$.total" in response.get_json()["error"]["message"]
+
+
+def test_changes_made_by_other_processes_apply_to_the_next_publish(app, api, receiver, database_url, tmp_path):
+    endpoint = api.endpoint(receiver.url)
+    assert api.publish()["deliveries"] == 1  # the tenant's profile is cached now
+    other = make_app(database_url, tmp_path)  # another process's app: its commits say nothing to ours
+    with other.app_context():
+        endpoints.apply(db.session.get(Endpoint, endpoint["id"]), {"enabled": False})
+        db.session.commit()
+    assert api.publish()["deliveries"] == 0
+    with other.app_context():
+        created = endpoints.create(db.session.get(Tenant, api.tenant_id), {"url": receiver.url + "/new"}).id
+    assert api.publish()["deliveries"] == 1
+    with other.app_context():
+        db.session.delete(db.session.get(Endpoint, created))
+        db.session.add(EventType(tenant_id=api.tenant_id, name="order.created", schema={"type": "array"}))
+        db.session.get(Tenant, api.tenant_id).strict_event_types = True
+        db.session.commit()
+        db.session.remove()
+        db.engine.dispose()
+    assert api.post("/api/v1/events", json={"type": "order.created", "payload": {}}).status_code == 422
+    assert api.post("/api/v1/events", json={"type": "order.other", "payload": {}}).status_code == 422
+    assert api.post("/api/v1/events", json={"type": "order.created", "payload": []}).get_json()["deliveries"] == 0
+
+
+def test_revoked_keys_are_refused_at_once(app, api):
+    assert api.get("/api/v1/endpoints").status_code == 200  # the key is cached now
+    with app.app_context():
+        auth.revoke_api_key(db.session.scalar(select(ApiKey).where(ApiKey.tenant_id == api.tenant_id)))
+        db.session.commit()
+    assert api.get("/api/v1/endpoints").status_code == 401
+
+
+def test_keys_revoked_elsewhere_are_refused_after_the_cache_time(app, api, monkeypatch):
+    assert api.get("/api/v1/endpoints").status_code == 200
+    with app.app_context():
+        db.session.execute(text("UPDATE api_keys SET revoked_at = created_at"))
+        db.session.commit()
+    assert api.get("/api/v1/endpoints").status_code == 200  # within KEY_CACHE_SECONDS
+    monkeypatch.setattr(auth, "KEY_CACHE_SECONDS", 0)
+    assert api.get("/api/v1/endpoints").status_code == 401
+
+
+def test_cached_keys_keep_tenants_apart(api, other_api, receiver):
+    api.endpoint(receiver.url)
+    for _ in range(2):
+        mine, theirs = api.publish(), other_api.publish()
+        assert (mine["deliveries"], theirs["deliveries"]) == (1, 0)
+        assert other_api.get(f"/api/v1/events/{mine['id']}").status_code == 404
+
+
+def _publish(api, payload) -> dict:
+    response = api.post("/api/v1/events", json={"type": "order.created", "payload": payload})
+    assert response.status_code == 202, response.get_json()
+    return response.get_json()
