@@ -24,7 +24,6 @@ def create_app(config: dict | None = None) -> Flask:
     from webhooks import hooks
     from webhooks import htmx
     from webhooks import scheduler
-    from webhooks.views import hooks as hook_views
     from webhooks.views import register_blueprints
 
     app = Flask(__name__, instance_relative_config=True, static_folder="static", template_folder="templates")
@@ -45,7 +44,6 @@ def create_app(config: dict | None = None) -> Flask:
     errors.init_app(app)
     htmx.init_app(app)
     register_blueprints(app)
-    hook_views.init_app(app)
     hooks.init_app(app)
     cli.init_app(app)
     scheduler.init_app(app)

@@ -1,6 +1,7 @@
 """Blueprints: the UI and API of each concept."""
 
 from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
 
 
 def register_blueprints(app: Flask) -> None:
@@ -12,6 +13,25 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(hooks.bp)
     app.register_blueprint(ops.bp)
     register_dashboard(app)
+    app.session_interface = SessionInterface((api.bp.url_prefix + "/", hooks.bp.url_prefix + "/"))
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """The dashboard's signed-cookie sessions, except on the API and hook URLs, which get Flask's null session.
+
+    Providers and API clients carry no login (they sign, or send a key), and
+    opening then saving a signed cookie is work each of their requests would
+    pay for nothing. Code that reads the session there (the app-wide
+    ``load_user``) sees an empty one.
+    """
+
+    def __init__(self, sessionless: tuple[str, ...]) -> None:
+        self.sessionless = sessionless
+
+    def open_session(self, app: Flask, request):
+        if request.path.startswith(self.sessionless):
+            return None  # Flask answers with make_null_session()
+        return super().open_session(app, request)
 
 
 def register_dashboard(app: Flask) -> None:

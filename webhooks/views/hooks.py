@@ -8,10 +8,8 @@ but POST gets a proper 405 with ``Allow``.
 from __future__ import annotations
 
 from flask import Blueprint
-from flask import Flask
 from flask import jsonify
 from flask import request
-from flask.sessions import SecureCookieSessionInterface
 
 from webhooks import inbound
 from webhooks.errors import error_response
@@ -27,22 +25,3 @@ def receive(tenant: str, source: str | None):
     if answer.status >= 400:
         return error_response(answer.status, answer.message, headers=answer.headers)
     return jsonify(answer.body), answer.status, answer.headers
-
-
-class SessionInterface(SecureCookieSessionInterface):
-    """The app's signed-cookie sessions, except on hook URLs, which get Flask's null session.
-
-    A provider carries no login, and opening (then saving) a signed cookie
-    is work every provider request would pay for nothing. Code that reads
-    the session there (the app-wide ``load_user``) sees an empty one.
-    """
-
-    def open_session(self, app: Flask, request):
-        if request.path.startswith(bp.url_prefix + "/"):
-            return None  # Flask answers with make_null_session()
-        return super().open_session(app, request)
-
-
-def init_app(app: Flask) -> None:
-    """Serve hook URLs without a session (see :class:`SessionInterface`)."""
-    app.session_interface = SessionInterface()

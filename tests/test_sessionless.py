@@ -1,5 +1,5 @@
-"""Hook URLs run without the dashboard's session: no cookie is read or written there,
-and a logged-in browser posting to one keeps its login."""
+"""Hook and API URLs run without the dashboard's session: no cookie is read or written
+there, and a logged-in browser posting to one keeps its login."""
 
 from __future__ import annotations
 
@@ -19,3 +19,10 @@ def test_a_logged_in_browser_keeps_its_session_across_a_hook_post(editor):
     assert "Set-Cookie" not in response.headers
     page = editor.get("/t/acme/")
     assert page.status_code == 200 and "HX-Request" in page.headers["Vary"]
+
+
+def test_api_answers_carry_no_session_cookie_and_ignore_a_login(api, editor):
+    published = api.post("/api/v1/events", json={"type": "order.created", "payload": {}})
+    assert published.status_code == 202 and "Set-Cookie" not in published.headers
+    logged_in = editor.client.get("/api/v1/endpoints")  # a dashboard login is no API credential
+    assert logged_in.status_code == 401 and "Set-Cookie" not in logged_in.headers
