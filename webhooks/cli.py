@@ -85,14 +85,22 @@ def users_create(username: str, password: str, admin: bool, tenant_slugs: tuple[
 
 @click.command("worker")
 def worker_command() -> None:
-    """Run only the scheduler (deliveries, inbound processing), no web server."""
+    """Deliver and run the periodic jobs (inbound processing, retention), no web server.
+
+    Sweeps run back to back in this thread while there is work, instead of
+    once per timer tick, and every sweep interval when there is none.
+    """
     app = current_app._get_current_object()
-    scheduler.start(app)
+    scheduler.start(app, sweep=False)
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())
-    click.echo(f"worker {scheduler.worker(app).name} sweeping every {app.config['SWEEP_INTERVAL']}s; Ctrl-C stops")
-    stopped.wait()
+    worker = scheduler.worker(app)
+    click.echo(
+        f"worker {worker.name} sweeping every {app.config['SWEEP_INTERVAL']}s when idle, back to back when busy, "
+        f"{worker.concurrency} delivery threads; Ctrl-C stops"
+    )
+    worker.run(stopped)
     click.echo("stopping: no new claims, finishing in-flight deliveries")
     scheduler.stop(app)
 

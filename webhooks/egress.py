@@ -17,11 +17,15 @@ time out. A watchdog therefore shuts the socket down when the time is up.
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
+import itertools
+import os
 import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
 from urllib.parse import urlsplit
@@ -108,24 +112,28 @@ class Watchdog:
 
     The connection classes below attach their socket to the watchdog of the
     thread they run in; shutting it down makes the blocked read return at once.
+    Every watchdog of the process is timed by one :class:`Alarms` thread: a
+    timer thread per attempt would double the threads of a worker with a
+    thousand requests in flight, and starting one costs more than the rest of
+    the watchdog.
     """
 
     _current = threading.local()
 
     def __init__(self, seconds: float) -> None:
         self.fired = False
+        self.seconds = seconds
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
+        self._alarm: list | None = None
 
     def __enter__(self) -> Watchdog:
         Watchdog._current.active = self
-        self._timer.start()
+        self._alarm = ALARMS.add(time.monotonic() + self.seconds, self._fire)
         return self
 
     def __exit__(self, *exc) -> None:
-        self._timer.cancel()
+        ALARMS.cancel(self._alarm)
         Watchdog._current.active = None
         with self._lock:
             self._sock = None
@@ -148,6 +156,72 @@ class Watchdog:
             sock = self._sock
         if sock is not None:
             _shut(sock)
+
+
+class Alarms:
+    """One thread that calls each added function when its time (``time.monotonic()``) comes.
+
+    Cancelled alarms stay in the heap until they come up (cheaper than removing
+    them), unless more than half of it is cancelled, when it is rebuilt. The
+    thread starts on first use in each process, so a fork gets its own.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[list] = []  # [when, sequence, function or None when cancelled]
+        self._cancelled = 0
+        self._sequence = itertools.count()
+        self._changed = threading.Condition()
+        self._pid: int | None = None
+
+    def add(self, when: float, function: Callable[[], None]) -> list:
+        """Call ``function`` at ``when``, from the alarm thread; returns a handle for :meth:`cancel`."""
+        alarm = [when, next(self._sequence), function]
+        with self._changed:
+            if self._pid != os.getpid():
+                self._heap, self._cancelled, self._pid = [], 0, os.getpid()
+                threading.Thread(target=self._run, name="egress-watchdog", daemon=True).start()
+            heapq.heappush(self._heap, alarm)
+            if self._heap[0] is alarm:
+                self._changed.notify()
+        return alarm
+
+    def cancel(self, alarm: list | None) -> None:
+        """Forget ``alarm`` unless it already went off."""
+        with self._changed:
+            if alarm is None or alarm[2] is None:
+                return
+            alarm[2] = None
+            self._cancelled += 1
+            if self._cancelled > 1024 and self._cancelled * 2 > len(self._heap):
+                self._heap = [entry for entry in self._heap if entry[2] is not None]
+                heapq.heapify(self._heap)
+                self._cancelled = 0
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                function = self._next_due()
+            if function is not None:
+                function()
+
+    def _next_due(self) -> Callable[[], None] | None:
+        """Wait (holding the condition) for the earliest alarm to come due; None to look again."""
+        while self._heap and self._heap[0][2] is None:
+            heapq.heappop(self._heap)
+            self._cancelled -= 1
+        if not self._heap:
+            self._changed.wait()
+            return None
+        wait = self._heap[0][0] - time.monotonic()
+        if wait > 0:
+            self._changed.wait(wait)
+            return None
+        alarm = heapq.heappop(self._heap)
+        function, alarm[2] = alarm[2], None
+        return function
+
+
+ALARMS = Alarms()
 
 
 def _shut(sock: socket.socket) -> None:
@@ -248,15 +322,7 @@ def post(
     try:
         pinned_url, host_header = _pin(url, allow_private=allow_private)
         with watchdog:
-            response = session.post(
-                pinned_url,
-                data=body,
-                headers={**headers, "Host": host_header},
-                timeout=(min(timeout, 10.0), timeout),
-                allow_redirects=False,
-                stream=True,
-                verify=verify_tls,
-            )
+            response = _send(session, pinned_url, {**headers, "Host": host_header}, body, timeout, verify_tls)
             with response:
                 exchange.status = response.status_code
                 exchange.headers = dict(response.headers)
@@ -283,6 +349,22 @@ def post(
         exchange.error = f"timeout after {timeout:g} s"
     exchange.duration_ms = int((time.monotonic() - started) * 1000)
     return exchange
+
+
+def _send(
+    session: requests.Session, url: str, headers: dict[str, str], body: bytes, timeout: float, verify: bool
+) -> requests.Response:
+    """POST through the session's adapter, skipping what ``Session.request`` adds around it.
+
+    Merging settings, cookies and hooks and looking for a redirect to follow
+    cost more CPU than the adapter's own work, and none of it applies: no
+    redirects are followed, and cookies one receiver sets have no business
+    in a request to another. The session's default headers are kept.
+    """
+    request = requests.Request("POST", url, headers={**session.headers, **headers}, data=body).prepare()
+    return session.get_adapter(url).send(
+        request, stream=True, timeout=(min(timeout, 10.0), timeout), verify=verify, proxies={}
+    )
 
 
 def _pin(url: str, *, allow_private: bool) -> tuple[str, str]:

@@ -53,8 +53,12 @@ def init_app(app: Flask) -> None:
         start(app)
 
 
-def start(app: Flask) -> BackgroundScheduler:
-    """Start sweeping in background threads; stopped at interpreter exit or by :func:`stop`."""
+def start(app: Flask, *, sweep: bool = True) -> BackgroundScheduler:
+    """Start sweeping in background threads; stopped at interpreter exit or by :func:`stop`.
+
+    ``sweep=False`` starts only the periodic jobs, for a caller that runs
+    the sweeps itself (``flask worker`` runs them back to back).
+    """
     if "webhooks.scheduler" in app.extensions:
         return app.extensions["webhooks.scheduler"]
     # APScheduler logs every run at INFO: once a second per process is noise, not news.
@@ -63,8 +67,9 @@ def start(app: Flask) -> BackgroundScheduler:
     interval = app.config["SWEEP_INTERVAL"]
     # A sweep that used the whole interval would still run at the next tick, which
     # APScheduler then skips (max_instances=1): workers would claim every other second.
-    sweep = lambda: worker(app).sweep(budget=interval * 0.9)  # noqa: E731
-    scheduler.add_job(_in_context(app, sweep), "interval", seconds=interval, id="sweep")
+    if sweep:
+        timed = lambda: worker(app).sweep(budget=interval * 0.9)  # noqa: E731
+        scheduler.add_job(_in_context(app, timed), "interval", seconds=interval, id="sweep")
     from webhooks import retention  # noqa: F401  (registers its periodic job; it imports this module)
 
     for name, seconds, function in PERIODIC:

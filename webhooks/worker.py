@@ -3,7 +3,11 @@
 One ``Worker`` per process. Each sweep claims only as many deliveries as there
 are free slots, so nothing claimed waits in a queue while its lease runs out,
 and no endpoint may hold more than three quarters of the slots, so one
-receiver that hangs until its timeout cannot starve the others.
+receiver that hangs until its timeout cannot starve the others. A claim is a
+transaction, so the sweep waits until a quarter of the slots are free and
+fills them with one claim, instead of paying a claim for every slot that frees.
+The outcomes are written the same way: one recorder thread commits whatever
+attempts finished since its last commit (``delivery.Recorder``).
 Stopping is graceful: no new claims, in-flight attempts finish (bounded by
 their timeouts), and anything claimed but not started is released.
 """
@@ -20,6 +24,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from flask import Flask
+from sqlalchemy.exc import OperationalError
 
 from webhooks import claims
 from webhooks import delivery
@@ -45,14 +50,19 @@ class Worker:
         self.name = name or worker_name()
         self.concurrency = concurrency or config["DELIVERY_CONCURRENCY"]
         self.per_endpoint = max(1, self.concurrency * 3 // 4)
-        self.lease_seconds = config["LEASE_SECONDS"]
         self.batch = config["CLAIM_BATCH"]
+        # Free slots worth a claim: a quarter of what one claim may take. Capped
+        # by the batch, so a big pool with most threads stuck on a hanging
+        # receiver still claims for the others.
+        self.claim_at = max(1, min(self.concurrency, self.batch) // 4)
+        self.lease_seconds = config["LEASE_SECONDS"]
         self.settings = delivery.Settings(
             session=egress.new_session(self.concurrency),
             tokens=receiver_auth.TokenCache(),
             allow_private=config["ALLOW_PRIVATE_TARGETS"],
             body_limit=config["RESPONSE_BODY_LIMIT"],
             user_agent=config["USER_AGENT"],
+            recorder=delivery.Recorder(app, backlog=self.concurrency),
         )
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="delivery")
         self._lock = threading.Condition()
@@ -68,8 +78,9 @@ class Worker:
     def sweep(self, budget: float | None = None) -> int:
         """Claim and start due deliveries for up to ``budget`` seconds; return how many started.
 
-        Runs until nothing is due or the time is up; while every slot is busy it
-        waits for one to free up instead of claiming work it cannot start.
+        Runs until nothing is due or the time is up; while fewer than a quarter
+        of the slots are free it waits for more to free up instead of claiming
+        a few deliveries at a time.
         Each sweep first writes this worker's heartbeat (for ``/healthz``).
         Must run inside an app context.
         """
@@ -80,7 +91,7 @@ class Worker:
         while not self._stopping.is_set():
             with self._lock:
                 free = self.concurrency - self.in_flight
-                if free == 0:
+                if free < self.claim_at:
                     if not self._lock.wait(max(deadline - time.monotonic(), 0)) or time.monotonic() >= deadline:
                         break
                     continue
@@ -98,15 +109,41 @@ class Worker:
             )
             work = [(tuple(ids), endpoint_id) for ids, endpoint_id in batches]
             work += [((delivery_id,), endpoint_id) for delivery_id, endpoint_id in claimed]
+            rows = self._read([delivery_id for ids, _ in work for delivery_id in ids])
             for ids, endpoint_id in work:
-                self._start(ids, endpoint_id)
+                self._start(ids, endpoint_id, [rows[delivery_id] for delivery_id in ids if delivery_id in rows])
             started += len(work)
             if not work or time.monotonic() >= deadline:
                 break
         return started
 
+    def run(self, stopped: threading.Event) -> None:
+        """Sweep back to back until ``stopped`` is set: what ``flask worker`` does.
+
+        A sweep that found work is followed at once by the next one; after a
+        sweep that found nothing due the worker waits one sweep interval.
+        """
+        interval = self.app.config["SWEEP_INTERVAL"]
+        while not stopped.is_set():
+            with self.app.app_context():
+                try:
+                    started = self.sweep(budget=interval)
+                except OperationalError as exc:
+                    # During a database outage every sweep fails alike: one line each, no traceback.
+                    log.error("sweep failed, database unavailable (%s)", str(exc.orig or exc).strip().splitlines()[0])
+                    db.session.rollback()
+                    started = 0
+                except Exception:
+                    log.exception("sweep failed; sweeping again after the interval")
+                    db.session.rollback()
+                    started = 0
+                finally:
+                    db.session.remove()
+            if not started:
+                stopped.wait(interval)
+
     def wait_idle(self, timeout: float) -> bool:
-        """Block until nothing is in flight; for tests and shutdown."""
+        """Block until nothing is in flight and every outcome is written; for tests and shutdown."""
         end = time.monotonic() + timeout
         with self._lock:
             while self.in_flight:
@@ -114,7 +151,7 @@ class Worker:
                 if remaining <= 0:
                     return False
                 self._lock.wait(remaining)
-        return True
+        return self.settings.recorder.flush(max(end - time.monotonic(), 0))
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop claiming, let in-flight attempts finish, release what never started."""
@@ -131,6 +168,7 @@ class Worker:
                 db.session.remove()
         if not self.wait_idle(timeout):
             log.warning("worker %s stopped with %s deliveries still in flight", self.name, self.in_flight)
+        self.settings.recorder.stop()
         self.settings.session.close()
 
     def _reclaim_if_due(self) -> None:
@@ -141,23 +179,29 @@ class Worker:
         if reclaimed:
             log.warning("reclaimed %s deliveries whose lease expired", len(reclaimed))
 
-    def _start(self, ids: tuple[int, ...], endpoint_id: int) -> None:
+    def _read(self, delivery_ids: list[int]) -> dict:
+        """Read what the claimed deliveries need, in one query for the whole claim."""
+        if not delivery_ids:
+            return {}
+        return {row.id: row for row in delivery.read_jobs(delivery_ids, self.name)}
+
+    def _start(self, ids: tuple[int, ...], endpoint_id: int, rows: list) -> None:
         with self._lock:
             self._in_flight[endpoint_id] += 1
             self._queued[ids] = endpoint_id
         try:
-            self._pool.submit(self._run, ids, endpoint_id)
+            self._pool.submit(self._run, ids, endpoint_id, rows)
         except RuntimeError:  # the pool shut down between claim and submit
             self._done(ids, endpoint_id)
 
-    def _run(self, ids: tuple[int, ...], endpoint_id: int) -> None:
+    def _run(self, ids: tuple[int, ...], endpoint_id: int, rows: list) -> None:
         with self._lock:
             if self._queued.pop(ids, None) is None:
                 return  # released by stop() while waiting for a thread
         try:
             with self.app.app_context():
                 try:
-                    delivery.deliver_batch(list(ids), self.name, self.settings)
+                    delivery.deliver_read(rows, self.name, self.settings)
                 except Exception:
                     # The lease stays; it expires and the delivery is claimed again.
                     log.exception(
