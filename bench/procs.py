@@ -88,9 +88,20 @@ def gunicorn(name: str, app: str, env: dict[str, str], log_dir: Path, *, workers
 
 def worker(name: str, env: dict[str, str], log_dir: Path) -> Process:
     """Start ``flask --app app worker`` (the delivery sweeper alone)."""
-    process = Process(name, [str(BIN / "flask"), "--app", "app", "worker"], env, log_dir)
-    process.wait_for_log("sweeping every", timeout=60)
-    return process
+    return workers([name], env, log_dir)[0]
+
+
+def workers(names: list[str], env: dict[str, str], log_dir: Path) -> list[Process]:
+    """Start several workers at once, so that they begin sweeping within moments of each other."""
+    started = [Process(name, [str(BIN / "flask"), "--app", "app", "worker"], env, log_dir) for name in names]
+    try:
+        for process in started:
+            process.wait_for_log("sweeping every", timeout=60)
+    except BaseException:
+        for process in started:
+            process.stop()
+        raise
+    return started
 
 
 def wait_for_http(process: Process, url: str, timeout: float = 60) -> None:
