@@ -66,7 +66,8 @@ def queue_of(app) -> groupcommit.GroupCommit:
         return app.extensions.setdefault("groupcommit", groupcommit.GroupCommit())
 
 
-def test_units_that_arrive_together_share_one_commit(app, table):
+def behind_a_busy_leader(app, units) -> dict:
+    """Queue ``units`` while a leader is busy with row 0, then let it go; returns their outcomes."""
     gate = threading.Event()
 
     def first(connection):
@@ -74,38 +75,30 @@ def test_units_that_arrive_together_share_one_commit(app, table):
         return insert(0)(connection)
 
     queue = queue_of(app)
-    leader, outcomes = run_in_threads(app, [first])
+    leader, _ = run_in_threads(app, [first])
     wait_until(lambda: queue._leading)
-    followers, more = run_in_threads(app, [insert(n) for n in range(1, 21)])
-    wait_until(lambda: len(queue._queue) == 20)
+    followers, outcomes = run_in_threads(app, units)
+    wait_until(lambda: len(queue._queue) == len(units))
     assert stored(app) == []  # nothing is visible, so nobody has been answered
     gate.set()
     for thread in leader + followers:
         thread.join(10)
-    assert outcomes == {0: 0} and more == {n - 1: n * 10 for n in range(1, 21)}
+    return outcomes
+
+
+def test_units_that_arrive_together_share_one_commit(app, table):
+    outcomes = behind_a_busy_leader(app, [insert(n) for n in range(1, 21)])
+    assert outcomes == {n - 1: n * 10 for n in range(1, 21)}
     assert stored(app) == list(range(21))
     assert len(table) == 2  # the leader's own batch, then the twenty that queued behind it
 
 
 def test_a_failing_unit_fails_alone(app, table):
-    gate = threading.Event()
-
-    def first(connection):
-        gate.wait(10)
-        return insert(0)(connection)
-
     def broken(connection):
         insert(99)(connection)
         raise ValueError("bad row")
 
-    queue = queue_of(app)
-    leader, _ = run_in_threads(app, [first])
-    wait_until(lambda: queue._leading)
-    followers, outcomes = run_in_threads(app, [insert(1), broken, insert(2)])
-    wait_until(lambda: len(queue._queue) == 3)
-    gate.set()
-    for thread in leader + followers:
-        thread.join(10)
+    outcomes = behind_a_busy_leader(app, [insert(1), broken, insert(2)])
     assert outcomes[0] == 10 and outcomes[2] == 20
     assert isinstance(outcomes[1], ValueError)
     assert stored(app) == [0, 1, 2]  # the broken unit's own insert was rolled back
@@ -114,20 +107,8 @@ def test_a_failing_unit_fails_alone(app, table):
 def test_a_long_queue_is_handed_on_and_every_unit_lands(app, table, monkeypatch):
     monkeypatch.setattr(groupcommit, "BATCH", 3)
     monkeypatch.setattr(groupcommit, "BATCHES_PER_LEADER", 1)
-    gate = threading.Event()
-
-    def first(connection):
-        gate.wait(10)
-        return insert(0)(connection)
-
-    queue = queue_of(app)
-    leader, _ = run_in_threads(app, [first])
-    wait_until(lambda: queue._leading)
-    followers, outcomes = run_in_threads(app, [insert(n) for n in range(1, 11)])
-    wait_until(lambda: len(queue._queue) == 10)
-    gate.set()
-    for thread in leader + followers:
-        thread.join(10)
+    outcomes = behind_a_busy_leader(app, [insert(n) for n in range(1, 11)])
     assert outcomes == {n - 1: n * 10 for n in range(1, 11)}
     assert stored(app) == list(range(11))
+    queue = queue_of(app)
     assert not queue._leading and queue._queue == []
