@@ -264,8 +264,14 @@ class Dashboard:
 
     def login_as(self, user_id: int) -> None:
         """Start a logged-in session without typing the password (fast; the login form has its own tests)."""
+        from webhooks import auth
+        from webhooks.db import db
+        from webhooks.models import User
+
+        with self.app.app_context():
+            token = auth.session_token(db.session.get(User, user_id))
         with self.client.session_transaction() as session:
-            session["user_id"] = user_id
+            session["user_id"], session["password_token"] = user_id, token
         self.refresh_token()
 
     def refresh_token(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import secrets
 import time
 
@@ -127,6 +128,31 @@ def create_user(username: str, password: str, *, is_admin: bool = False) -> User
     user = User(username=username, password_hash=generate_password_hash(password), is_admin=is_admin)
     db.session.add(user)
     return user
+
+
+def change_password(user: User, current: str, new: str) -> bool:
+    """Give ``user`` the ``new`` password if ``current`` is theirs; False (and no change) if not.
+
+    The caller commits. Sessions carry :func:`session_token`, so every
+    session made with the old password stops being a login.
+    """
+    if not check_password_hash(user.password_hash, current):
+        return False
+    if len(new) < 8:
+        raise ValueError("the password needs at least 8 characters")
+    user.password_hash = generate_password_hash(new)
+    return True
+
+
+def session_token(user: User) -> str:
+    """A value a session keeps from its login, which no longer matches once the password changes.
+
+    Derived from the password hash (keyed with the app's secret, so the
+    cookie says nothing about the hash): sessions are signed cookies, kept
+    nowhere on the server, so this is how a password change ends them.
+    """
+    key = current_app.secret_key.encode() if isinstance(current_app.secret_key, str) else current_app.secret_key
+    return hmac.new(key, user.password_hash.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def check_login(username: str, password: str) -> User | None:

@@ -34,6 +34,7 @@ from wtforms.csrf.session import SessionCSRF
 from wtforms.fields import DateTimeLocalField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired
+from wtforms.validators import EqualTo
 from wtforms.validators import InputRequired
 from wtforms.validators import Length
 from wtforms.validators import Optional
@@ -161,6 +162,22 @@ class LoginForm(BaseForm):
 
     username = StringField("Username", [DataRequired(), Length(max=100)])
     password = PasswordField("Password", [DataRequired()])
+
+
+class PasswordForm(BaseForm):
+    """A new password for the logged-in user, who proves it is them with the current one."""
+
+    current_password = PasswordField("Current password", [DataRequired()], render_kw={"autocomplete": "current-password"})
+    new_password = PasswordField(
+        "New password",
+        [DataRequired(), Length(min=8, max=200, message="Use 8 to 200 characters.")],
+        render_kw={"autocomplete": "new-password"},
+    )
+    confirm = PasswordField(
+        "New password again",
+        [DataRequired(), EqualTo("new_password", message="The two new passwords differ.")],
+        render_kw={"autocomplete": "new-password"},
+    )
 
 
 AUTH_TYPES = [("", "None"), ("header", "API key header"), ("basic", "Basic"), ("bearer", "Bearer token"), ("oauth2", "OAuth 2.0 client credentials")]

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint
 from flask import abort
 from flask import current_app
+from flask import flash
 from flask import g
 from flask import redirect
 from flask import request
@@ -30,6 +31,7 @@ from webhooks import htmx
 from webhooks import logins
 from webhooks.db import db
 from webhooks.forms import LoginForm
+from webhooks.forms import PasswordForm
 from webhooks.forms import csrf_token
 from webhooks.forms import csrf_valid
 from webhooks.models import Tenant
@@ -48,7 +50,9 @@ CSRF_MESSAGE = "This form is out of date or did not come from this site (CSRF ch
 def load_user() -> None:
     """``g.user`` for every request: the logged-in user, or None."""
     user_id = session.get("user_id")
-    g.user = db.session.get(User, user_id) if user_id is not None else None
+    user = db.session.get(User, user_id) if user_id is not None else None
+    # A session from before the user's last password change is no longer a login.
+    g.user = user if user is not None and session.get("password_token") == auth.session_token(user) else None
 
 
 @bp.app_url_defaults
@@ -83,8 +87,33 @@ def login():
         return htmx.render("auth/login.html", form=form, status=401)
     logins.clear(username, address)
     session.clear()  # a new CSRF seed too: nothing from before the login stays valid
-    session["user_id"] = user.id
+    session["user_id"], session["password_token"] = user.id, auth.session_token(user)
     return redirect(local_path(request.args.get("next")) or url_for("dashboard.index"))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+def change_password():
+    """The logged-in user's new password; every other session of theirs ends with the old one."""
+    if g.user is None:
+        return redirect(url_for("auth.login", next=request.path))
+    form = PasswordForm(request.form if request.method == "POST" else None)
+    if request.method == "GET":
+        return htmx.render("auth/password.html", form=form)
+    if not form.validate():
+        return htmx.render("auth/password.html", form=form, status=400 if form.csrf_token.errors else 422)
+    username, address = g.user.username, request.remote_addr
+    if logins.blocked_for(username, address) is not None:
+        form.form_errors.append("Too many wrong passwords from your address. Try again later.")
+        return htmx.render("auth/password.html", form=form, status=429)
+    if not auth.change_password(g.user, form.current_password.data, form.new_password.data):
+        logins.note_failure(username, address)  # a stolen session must not be a way to guess the password
+        form.current_password.errors = ["This is not your current password."]
+        return htmx.render("auth/password.html", form=form, status=422)
+    logins.clear(username, address)
+    audit.record(g.user, "user.change_password", "user", g.user.id)
+    session["password_token"] = auth.session_token(g.user)
+    flash("Password changed. Your other sessions are logged out.")
+    return redirect(url_for("dashboard.index"))
 
 
 @bp.post("/logout")
