@@ -151,11 +151,13 @@ def summary_table(results: list[Result]) -> str:
 
 
 def machine_note() -> str:
-    """What the figures were measured on, and why only the ratios compare across runs."""
+    """What the figures were measured on, how busy it was, and why only the ratios compare across runs."""
+    one, five, _ = os.getloadavg()
     return (
         f"{os.cpu_count()} cores, {_memory_gb():.0f} GB RAM, Python {platform.python_version()}, {platform.system()}; "
-        "shared with other engineers' test runs while measured, so absolute numbers are noisy: "
-        "compare the ratios, each against a baseline measured in the same run"
+        f"load average at the end {one:.1f} (1 min), {five:.1f} (5 min), the benchmark's own processes included. "
+        "Absolute numbers move with whatever else runs: compare the ratios, each against a baseline measured in the "
+        "same run"
     )
 
 
