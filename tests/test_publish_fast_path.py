@@ -139,3 +139,30 @@ def _publish(api, payload) -> dict:
     response = api.post("/api/v1/events", json={"type": "order.created", "payload": payload})
     assert response.status_code == 202, response.get_json()
     return response.get_json()
+
+
+def test_bulk_rows_keep_awkward_keys_types_and_payloads(app, api, receiver):
+    api.endpoint(receiver.url)
+    payloads = ["\x00", {"text": 'a\x00b"\\', "emoji": "\U0001f600", "é": [1, 2.5, None, True]}, "plain", None]
+    keys = ['quote " and \\ backslash', "ключ \U0001f600", None, "x" * 200]
+    types = ["order.created", "a:b-c_d.E9", "_x", "order.created"]
+    events = [{"type": t, "payload": p, "idempotency_key": k} for t, p, k in zip(types, payloads, keys)]
+    data = api.post("/api/v1/events", json=events).get_json()["data"]
+    with app.app_context():
+        stored = [db.session.get(Event, item["id"]) for item in data]
+        assert [(e.type, e.payload, e.idempotency_key) for e in stored] == [(t, p, k) for t, p, k in zip(types, payloads, keys)]
+    again = api.post("/api/v1/events", json=events).get_json()["data"]
+    assert [item["duplicate"] for item in again] == [True, True, False, True]
+    assert [item["id"] for item in again][:2] == [item["id"] for item in data][:2]
+
+
+def test_bulk_routes_filtered_and_unfiltered_types_in_one_batch(app, api, receiver):
+    everything = api.endpoint(receiver.url + "/all")["id"]
+    big = api.endpoint(receiver.url + "/big", event_types=["order.*"], filter={"rules": ["total > 5"]})["id"]
+    events = [{"type": "order.created" if n % 2 else "invoice.paid", "payload": {"total": n}} for n in range(12)]
+    data = api.post("/api/v1/events", json=events).get_json()["data"]
+    assert [item["deliveries"] for item in data] == [2 if n % 2 and n > 5 else 1 for n in range(12)]
+    with app.app_context():
+        deliveries = list(db.session.scalars(select(Delivery).order_by(Delivery.id)))
+    assert [d.event_id for d in deliveries if d.endpoint_id == everything] == [item["id"] for item in data]
+    assert [d.event_id for d in deliveries if d.endpoint_id == big] == [data[n]["id"] for n in (7, 9, 11)]

@@ -8,9 +8,9 @@ subscribes to the type and whose filter matches, all in one transaction.
 Publishing is the hub's hottest write, so it avoids the ORM: what it needs to
 know about a tenant (strict mode, catalog validators, routes) is kept per
 process and checked against a fingerprint of the rows it came from, and the
-rows go in with one or two plain statements per table. Routing is decided
+rows go in with one plain statement per table. Routing is decided
 before the first ``INSERT``, because on SQLite that statement takes the
-database's single write lock until the commit.
+database's single write lock until the commit; the answer is built after it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
+from json.encoder import encode_basestring as quote
 from typing import Any
 
 from flask import current_app
@@ -121,13 +122,13 @@ def publish_many(tenant: Tenant, items: Sequence[dict], *, bulk: bool = True) ->
     limit = current_app.config["MAX_EVENT_BYTES"]
     checked = [check_item(profile, item, index if bulk else None, limit) for index, item in enumerate(items)]
     try:
-        results = _store(tenant, checked, route(profile.routes, checked, now), now)
+        stored = _store(tenant, checked, route(profile.routes, checked, now), now)
     except IntegrityError:
         # Routed again too: an endpoint deleted meanwhile fails its foreign key.
         db.session.rollback()
-        results = _store(tenant, checked, route(tenant_profile(tenant.id).routes, checked, now), now)
+        stored = _store(tenant, checked, route(tenant_profile(tenant.id).routes, checked, now), now)
     db.session.commit()
-    return results
+    return stored.published(now)
 
 
 def check_item(profile: Profile, item: Any, index: int | None, limit: int) -> dict:
@@ -147,7 +148,7 @@ def check_item(profile: Profile, item: Any, index: int | None, limit: int) -> di
     if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 200 or "\x00" in key):
         raise ApiError(422, "idempotency_key must be a string of 1 to 200 characters, without NUL", field=f"{where}idempotency_key")
     try:
-        stored = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+        stored = COMPACT_JSON.encode(payload)
     except (TypeError, ValueError) as exc:
         raise ApiError(422, f"payload is not JSON: {exc}", field=f"{where}payload") from None
     if len(stored) > limit:
@@ -156,20 +157,31 @@ def check_item(profile: Profile, item: Any, index: int | None, limit: int) -> di
     return {"type": event_type, "payload": payload, "idempotency_key": key, "json": stored, "uid": new_event_uid()}
 
 
-def route(routes: Sequence[Route], items: Sequence[dict], now: datetime) -> list[list[int]]:
+# json.dumps with options builds an encoder per call; a batch checks a thousand payloads.
+COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+def route(routes: Sequence[Route], items: Sequence[dict], now: datetime) -> list[Sequence[int]]:
     """The endpoint ids each item goes to, decided without touching the database.
 
-    Subscriptions are matched once per event type of the request; the filter
-    context is built only for events that meet an endpoint with rules.
+    Subscriptions are matched once per event type of the request, and the
+    items of a type no filter looks at share one answer; the filter context is
+    built only for events that meet an endpoint with rules.
     """
     created_at = now.isoformat()
-    subscribed: dict[str, list[Route]] = {}
-    targets = []
+    subscribed: dict[str, tuple[list[Route], tuple[int, ...] | None]] = {}
+    targets: list[Sequence[int]] = []
     for item in items:
         event_type = item["type"]
-        candidates = subscribed.get(event_type)
-        if candidates is None:
-            candidates = subscribed[event_type] = [r for r in routes if subscribes(r.patterns, event_type)]
+        known = subscribed.get(event_type)
+        if known is None:
+            candidates = [r for r in routes if subscribes(r.patterns, event_type)]
+            unfiltered = None if any(r.rules for r in candidates) else tuple(r.endpoint_id for r in candidates)
+            known = subscribed[event_type] = (candidates, unfiltered)
+        candidates, unfiltered = known
+        if unfiltered is not None:
+            targets.append(unfiltered)
+            continue
         context = None
         chosen = []
         for candidate in candidates:
@@ -219,15 +231,38 @@ FINGERPRINT = text(
 )
 
 
-def _store(tenant: Tenant, items: list[dict], targets: list[list[int]], now: datetime) -> list[Published]:
+@dataclass(frozen=True)
+class Stored:
+    """What a batch did, kept as plain data until the commit: per item either the
+    answer for the event found under its idempotency key, or the index of its
+    new event in ``new_items`` (``repeat`` when an earlier item had its key)."""
+
+    plan: list[tuple[str, Any]]
+    new_items: list[dict]
+    ids: list[int]
+    targets: list[Sequence[int]]
+
+    def published(self, now: datetime) -> list[Published]:
+        results = []
+        for kind, ref in self.plan:
+            if kind == "existing":
+                results.append(ref)
+            else:
+                item = self.new_items[ref]
+                results.append(Published(self.ids[ref], item["uid"], item["type"], now, len(self.targets[ref]), created=kind == "new"))
+        return results
+
+
+def _store(tenant: Tenant, items: list[dict], targets: list[Sequence[int]], now: datetime) -> Stored:
     existing = _existing_events(tenant, [item["idempotency_key"] for item in items if item["idempotency_key"]], now)
     fresh: list[int] = []  # indexes of the items stored as new events
-    plan: list[tuple[str, Any]] = []  # per item: ("existing", Event) | ("new" | "repeat", index in fresh)
+    plan: list[tuple[str, Any]] = []  # per item: ("existing", Published) | ("new" | "repeat", index in fresh)
     row_of_key: dict[str, int] = {}
     for index, item in enumerate(items):
         key = item["idempotency_key"]
         if key in existing:
-            plan.append(("existing", existing[key]))
+            event = existing[key]
+            plan.append(("existing", Published(event.id, event.uid, event.type, event.created_at, _delivery_count(event.id), created=False)))
         elif key and key in row_of_key:
             plan.append(("repeat", row_of_key[key]))  # the same key twice in one batch
         else:
@@ -236,55 +271,79 @@ def _store(tenant: Tenant, items: list[dict], targets: list[list[int]], now: dat
             plan.append(("new", len(fresh)))
             fresh.append(index)
     new_items = [items[index] for index in fresh]
+    new_targets = [targets[index] for index in fresh]
     ids: list[int] = []
     if new_items:
         connection = db.session.connection()
-        ids = _insert_events(connection, tenant.id, new_items, now)
-        _insert_deliveries(connection, tenant.id, new_items, ids, [targets[index] for index in fresh], now)
-    results = []
-    for kind, ref in plan:
-        if kind == "existing":
-            results.append(Published(ref.id, ref.uid, ref.type, ref.created_at, _delivery_count(ref.id), created=False))
+        if connection.dialect.name == "postgresql":
+            ids = _insert_postgresql(connection, tenant.id, new_items, new_targets, now)
         else:
-            item = new_items[ref]
-            results.append(Published(ids[ref], item["uid"], item["type"], now, len(targets[fresh[ref]]), created=kind == "new"))
-    return results
+            ids = _insert_sqlite(connection, tenant.id, new_items, new_targets, now)
+    return Stored(plan, new_items, ids, new_targets)
 
 
-def _insert_events(connection, tenant_id: int, items: list[dict], now: datetime) -> list[int]:
-    """Insert the events; return their ids in the order of ``items``."""
-    if connection.dialect.name == "postgresql":
-        # One JSON document instead of arrays: psycopg escapes array elements
-        # in Python, one regex call per string. Each payload goes in as a JSON
-        # string of its text, since PostgreSQL's JSON functions refuse a
-        # \u0000 inside a document they take apart (the json column keeps it).
-        # The order of RETURNING rows is not promised: the uids say which id is whose.
-        rows = ",".join(json.dumps([item["uid"], item["type"], item["json"], item["idempotency_key"]]) for item in items)
-        returned = connection.execute(INSERT_EVENTS_PG, {"rows": f"[{rows}]", "tenant_id": tenant_id, "now": now})
-        id_of = {uid: id for id, uid in returned}
-        return [id_of[item["uid"]] for item in items]
-    created_at = _stored(connection, now)
-    rows = [(item["uid"], tenant_id, item["type"], item["json"], item["idempotency_key"], created_at) for item in items]
-    if len(rows) == 1:
-        return [connection.exec_driver_sql(INSERT_EVENT_SQLITE, rows[0]).lastrowid]
-    connection.exec_driver_sql(INSERT_EVENT_SQLITE, rows)
-    # Without an explicit id SQLite gives a new row the largest rowid plus one,
-    # and this transaction holds the write lock since its first INSERT: the
-    # rows just inserted have consecutive ids ending at the last one.
-    last = connection.exec_driver_sql("SELECT last_insert_rowid()").scalar()
-    return list(range(last - len(rows) + 1, last + 1))
+def _insert_postgresql(connection, tenant_id: int, items: list[dict], targets: list[Sequence[int]], now: datetime) -> list[int]:
+    """Insert the events and their deliveries; return the events' ids in the order of ``items``.
 
-
-def _insert_deliveries(connection, tenant_id: int, items: list[dict], ids: list[int], targets: list[list[int]], now: datetime) -> None:
-    """One pending delivery per (event, endpoint), in event order, then endpoint order."""
+    One JSON document per table instead of arrays: psycopg escapes array
+    elements in Python, one regex call per string. Each payload goes in as a
+    JSON string of its text, since PostgreSQL's JSON functions refuse a
+    \\u0000 inside a document they take apart (the json column keeps it).
+    """
+    rows = ",".join(json.dumps([item["uid"], item["type"], item["json"], item["idempotency_key"]]) for item in items)
+    returned = connection.execute(INSERT_EVENTS_PG, {"rows": f"[{rows}]", "tenant_id": tenant_id, "now": now})
+    id_of = {uid: id for id, uid in returned}  # the order of RETURNING rows is not promised
+    ids = [id_of[item["uid"]] for item in items]
     pairs = [(event_id, endpoint_id, item["type"]) for item, event_id, chosen in zip(items, ids, targets) for endpoint_id in chosen]
-    if not pairs:
-        return
-    if connection.dialect.name == "postgresql":
+    if pairs:
         connection.execute(INSERT_DELIVERIES_PG, {"rows": json.dumps(pairs), "tenant_id": tenant_id, "now": now})
-        return
+    return ids
+
+
+def _insert_sqlite(connection, tenant_id: int, items: list[dict], targets: list[Sequence[int]], now: datetime) -> list[int]:
+    """Insert the events and their deliveries; return the events' ids in the order of ``items``.
+
+    Each table's rows go in as one statement over a JSON array, both built
+    before the first ``INSERT`` takes the write lock. An ``executemany`` would
+    let go of the GIL around every row, and wait to get it back from whichever
+    request thread of the process is busy meanwhile (up to the switch
+    interval, 5 ms), all while every writer of every process waits for it.
+
+    Without an explicit id SQLite gives a new row the largest rowid plus one,
+    and the transaction holds the write lock from its first ``INSERT``: the
+    events get consecutive ids ending at the last one, and a delivery names
+    its event by its offset in ``items``.
+    """
     stamp = _stored(connection, now)
-    connection.exec_driver_sql(INSERT_DELIVERY_SQLITE, [(tenant_id, *pair, stamp) for pair in pairs])
+    events, deliveries = _sqlite_documents(items, targets)
+    last = connection.exec_driver_sql(INSERT_EVENTS_SQLITE, (events, tenant_id, stamp)).lastrowid
+    first = last - len(items) + 1
+    if deliveries != "[]":
+        connection.exec_driver_sql(INSERT_DELIVERIES_SQLITE, (deliveries, tenant_id, stamp, first))
+    return list(range(first, last + 1))
+
+
+def _sqlite_documents(items: list[dict], targets: list[Sequence[int]]) -> tuple[str, str]:
+    """The JSON arrays of event rows ``[uid, type, payload text, key]`` and of
+    delivery rows ``[offset of the event, endpoint id, type]``.
+
+    Written as text rather than as lists for ``json.dumps``: a batch would
+    otherwise make four thousand short-lived lists, which the garbage
+    collector walks and, when a collection catches them, promotes.
+    """
+    events = ",".join(
+        f"[{quote(item['uid'])},{quote(item['type'])},{quote(item['json'])},{_json_or_null(item['idempotency_key'])}]" for item in items
+    )
+    deliveries = ",".join(
+        f"[{offset},{endpoint_id},{quote(item['type'])}]"
+        for offset, (item, chosen) in enumerate(zip(items, targets))
+        for endpoint_id in chosen
+    )
+    return f"[{events}]", f"[{deliveries}]"
+
+
+def _json_or_null(value: str | None) -> str:
+    return "null" if value is None else quote(value)
 
 
 def _stored(connection, moment: datetime) -> Any:
@@ -301,10 +360,17 @@ def _datetime_processor(dialect):
 # Plain statements: per-row bind processing through the ORM cost more than the
 # inserts themselves (docs/benchmarks.md, finding 6). Column lists are those of
 # models.Event and models.Delivery; the rest take their server defaults (NULL).
-INSERT_EVENT_SQLITE = "INSERT INTO events (uid, tenant_id, type, payload, idempotency_key, created_at) VALUES (?, ?, ?, ?, ?, ?)"
-INSERT_DELIVERY_SQLITE = (
+# ORDER BY key: rows go in in the order of the array (ordered endpoints deliver by id).
+INSERT_EVENTS_SQLITE = (
+    "INSERT INTO events (uid, tenant_id, type, payload, idempotency_key, created_at)"
+    " SELECT json_extract(value, '$[0]'), ?2, json_extract(value, '$[1]'), json_extract(value, '$[2]'),"
+    " json_extract(value, '$[3]'), ?3 FROM json_each(?1) ORDER BY key"
+)
+INSERT_DELIVERIES_SQLITE = (
     "INSERT INTO deliveries (tenant_id, event_id, endpoint_id, event_type, status, next_attempt_at, next_trigger,"
-    f" attempts, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, '{PENDING}', ?5, 'scheduled', 0, ?5, ?5)"
+    " attempts, created_at, updated_at)"
+    f" SELECT ?2, ?4 + json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), '{PENDING}',"
+    " ?3, 'scheduled', 0, ?3, ?3 FROM json_each(?1) ORDER BY key"
 )
 # WITH ORDINALITY ... ORDER BY: ids follow the order of the request (ordered endpoints deliver by id).
 INSERT_EVENTS_PG = text(
