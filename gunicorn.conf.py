@@ -16,6 +16,18 @@ timeout = 120
 accesslog = os.environ.get("ACCESS_LOG")  # "-" for stdout; off by default, attempts are logged anyway
 
 
+def post_worker_init(worker):
+    """The app's own objects live as long as the worker: keep the collector's full passes off them.
+
+    A worker holds about 126,000 objects once the app is loaded; a full
+    collection walked them all every few bulk requests (70 ms each).
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def worker_int(worker):
     _stop_scheduler(worker)
 

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 import textwrap
 
 import pytest
@@ -160,5 +161,33 @@ def test_hub_connections_are_tuned_for_wal(app):
             pytest.skip("SQLite pragmas; this run is on PostgreSQL")
         connection = db.session.connection()
         assert isinstance(connection.connection.dbapi_connection, writelock.QueuedConnection)
-        pragmas = {name: connection.execute(text(f"PRAGMA {name}")).scalar() for name in ("journal_mode", "synchronous", "foreign_keys")}
-        assert pragmas == {"journal_mode": "wal", "synchronous": 1, "foreign_keys": 1}
+        names = ("journal_mode", "synchronous", "foreign_keys", "wal_autocheckpoint")
+        pragmas = {name: connection.execute(text(f"PRAGMA {name}")).scalar() for name in names}
+        assert pragmas == {"journal_mode": "wal", "synchronous": 1, "foreign_keys": 1, "wal_autocheckpoint": 0}
+
+
+def test_writers_checkpoint_the_wal_outside_the_lock(database, monkeypatch):
+    """Automatic checkpoints are off on hub connections; their commits checkpoint instead, so the WAL stays small."""
+    monkeypatch.setattr(writelock, "CHECKPOINT_EVERY", 0.0)
+    connection = connect(database)
+    connection.execute("PRAGMA wal_autocheckpoint=0")
+    for n in range(300):
+        connection.execute("INSERT INTO t VALUES (?)", (n,))
+        connection.commit()
+    wal = database.with_name(database.name + "-wal")
+    assert wal.stat().st_size < 300 * 4096 / 4, "each commit adds a page; checkpoints let the WAL start over"
+    assert lock_file_is_free(database)
+
+
+def test_without_checkpoints_the_wal_grows(database, monkeypatch):
+    """The control for the test above: with checkpoints put off, the same writes pile up in the WAL."""
+    monkeypatch.setattr(writelock, "CHECKPOINT_EVERY", 3600.0)
+    connection = connect(database)
+    connection.execute("PRAGMA wal_autocheckpoint=0")
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    writelock.connection_class(str(database)).writer_lock._next_checkpoint = time.monotonic() + 3600
+    for n in range(300):
+        connection.execute("INSERT INTO t VALUES (?)", (n,))
+        connection.commit()
+    wal = database.with_name(database.name + "-wal")
+    assert wal.stat().st_size > 300 * 4096 / 2

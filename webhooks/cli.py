@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import gc
 import signal
 import threading
 from pathlib import Path
@@ -96,6 +97,9 @@ def worker_command() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())
     worker = scheduler.worker(app)
+    # The app's objects live as long as the process: full collections need not walk them (as gunicorn.conf.py).
+    gc.collect()
+    gc.freeze()
     click.echo(
         f"worker {worker.name} sweeping every {app.config['SWEEP_INTERVAL']}s when idle, back to back when busy, "
         f"{worker.concurrency} delivery threads; Ctrl-C stops"

@@ -94,6 +94,9 @@ def _tune_sqlite(dbapi_connection, connection_record):
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        if isinstance(dbapi_connection, writelock.QueuedConnection):
+            # They checkpoint after their commits, outside the writer lock.
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
 
