@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import re
 import secrets
-import gc
 import signal
 import threading
 from pathlib import Path
