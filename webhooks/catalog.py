@@ -13,10 +13,12 @@ from typing import Any
 
 import jsonschema
 from jsonschema.exceptions import SchemaError
+from referencing.exceptions import Unresolvable
 from sqlalchemy import select
 
 from webhooks.db import db
 from webhooks.errors import ApiError
+from webhooks.errors import checked_text
 from webhooks.models import EventType
 
 
@@ -40,6 +42,8 @@ def check_schema(schema: Any) -> None:
     """Refuse a schema that is not a valid JSON Schema (raises ``ValueError``)."""
     if schema is None:
         return
+    if not isinstance(schema, (dict, bool)):
+        raise ValueError("a JSON Schema is an object (or true or false)")
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except SchemaError as exc:
@@ -51,6 +55,10 @@ def schema_errors(schema: Any, payload: Any) -> list[str]:
     return _errors(_validator(json.dumps(schema, sort_keys=True)), payload)
 
 
+class SchemaUnusable(ValueError):
+    """The schema has a ``$ref`` that leads nowhere: only validating a payload finds that out."""
+
+
 def check_event(known: dict[str, Any], event_type: str, payload: Any, *, strict: bool, field: str = "payload") -> None:
     """Raise ``ApiError(422)`` if the catalog (``known``, from :func:`validators`) refuses this event;
     a ``strict`` tenant accepts catalog types only."""
@@ -60,7 +68,10 @@ def check_event(known: dict[str, Any], event_type: str, payload: Any, *, strict:
         return
     validator = known[event_type]
     if validator is not None:
-        errors = _errors(validator, payload)
+        try:
+            errors = _errors(validator, payload)
+        except SchemaUnusable as exc:
+            raise ApiError(422, f"the catalog's schema of {event_type} cannot be used: {exc}", field="type") from None
         if errors:
             raise ApiError(422, f"payload does not match the schema of {event_type}: {errors[0]}", field=field)
 
@@ -72,7 +83,10 @@ def _validator(schema_text: str):
 
 
 def _errors(validator, payload: Any) -> list[str]:
-    errors = sorted(validator.iter_errors(payload), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    try:
+        errors = sorted(validator.iter_errors(payload), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    except Unresolvable as exc:
+        raise SchemaUnusable(f"the schema has a $ref that does not resolve: {exc}") from None
     return [f"{_path(error)}: {error.message}" for error in errors]
 
 
@@ -103,9 +117,7 @@ def apply(entry: EventType, data: Any, *, creating: bool) -> None:
     clash = find(entry.tenant_id, name)
     if clash is not None and clash.id != entry.id:
         raise ApiError(409, f"event type {name!r} exists already", field="name")
-    description = data.get("description", entry.description) or ""
-    if not isinstance(description, str):
-        raise ApiError(422, "description must be a string", field="description")
+    description = checked_text(data.get("description", entry.description) or "", "description")
     schema = data.get("schema", entry.schema)
     try:
         check_schema(schema)
@@ -113,7 +125,10 @@ def apply(entry: EventType, data: Any, *, creating: bool) -> None:
         raise ApiError(422, str(exc), field="schema") from None
     sample = data.get("sample", entry.sample)
     if schema is not None and sample is not None:
-        errors = schema_errors(schema, sample)
+        try:
+            errors = schema_errors(schema, sample)
+        except SchemaUnusable as exc:
+            raise ApiError(422, str(exc), field="schema") from None
         if errors:
             raise ApiError(422, f"the sample does not match the schema: {errors[0]}", field="sample")
     entry.name, entry.description, entry.schema, entry.sample = name, description, schema, sample

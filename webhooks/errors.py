@@ -46,6 +46,26 @@ class ApiError(Exception):
         self.code = code or CODES.get(status, "error")
 
 
+def checked_text(value, field: str, *, max_length: int | None = None) -> str:
+    """``value`` if it is text a database column can hold, else ``ApiError(422)`` naming ``field``.
+
+    Besides the type and length, NUL characters (PostgreSQL's text columns
+    refuse them) and lone surrogates (not Unicode: no driver can encode them)
+    are refused here rather than by the database, with a 500.
+    """
+    if not isinstance(value, str):
+        raise ApiError(422, f"{field} must be a string", field=field)
+    if "\x00" in value:
+        raise ApiError(422, f"{field} must not contain NUL characters", field=field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(422, f"{field} must be Unicode text (it has a lone surrogate)", field=field) from None
+    if max_length is not None and len(value) > max_length:
+        raise ApiError(422, f"{field} must be at most {max_length} characters", field=field)
+    return value
+
+
 def error_response(status: int, message: str, *, field: str | None = None, code: str | None = None, headers=None):
     """The one place that builds an ``{"error": ...}`` body."""
     body = {"code": code or CODES.get(status, "error"), "message": message}

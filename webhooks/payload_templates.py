@@ -16,6 +16,7 @@ from webhooks import templating
 from webhooks.db import db
 from webhooks.db import now_utc
 from webhooks.errors import ApiError
+from webhooks.errors import checked_text
 from webhooks.models import PayloadTemplate
 from webhooks.models import Tenant
 
@@ -46,13 +47,16 @@ def apply(template: PayloadTemplate, data: Any, *, creating: bool) -> None:
         for required in ("name", "body"):
             if required not in data:
                 raise ApiError(422, f"{required} is required", field=required)
-    name = data.get("name", template.name)
-    if not isinstance(name, str) or not 0 < len(name.strip()) <= 200:
+    name = checked_text(data.get("name", template.name), "name", max_length=200)
+    if not name.strip():
         raise ApiError(422, "name must be 1 to 200 characters", field="name")
     _check_unique(template, name.strip())
-    for field in ("description", "body", "event_type"):
-        if field in data and data[field] is not None and not isinstance(data[field], str):
-            raise ApiError(422, f"{field} must be a string", field=field)
+    if "body" in data:
+        checked_text(data["body"], "body")
+    if data.get("description") is not None:
+        checked_text(data["description"], "description")
+    if data.get("event_type"):
+        checked_text(data["event_type"], "event_type", max_length=200)
     template.name = name.strip()
     template.description = data.get("description", template.description) or ""
     template.event_type = data.get("event_type", template.event_type) or None

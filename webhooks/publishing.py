@@ -46,7 +46,7 @@ from webhooks.models import Event
 from webhooks.models import Tenant
 from webhooks.models import new_event_uid
 
-EVENT_TYPE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,199}$")
+EVENT_TYPE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,199}\Z")  # \Z: "$" also matches before a final newline
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from webhooks import providers
 from webhooks import signing
 from webhooks.db import db
 from webhooks.errors import ApiError
+from webhooks.errors import checked_text
 from webhooks.models import PayloadTemplate
 from webhooks.models import Source
 from webhooks.models import Tenant
@@ -107,6 +108,9 @@ def apply(source: Source, data: Any, *, creating: bool = False) -> None:
     if "provider" in data and not {"secret", "secrets"} & set(data):
         for index, secret in enumerate(source.secrets or []):
             _checked_secret(source, secret, f"secrets[{index}]")
+    if not creating and not source.secrets and not _preset(source).unauthenticated:
+        # Create refuses this too: a signed source without a secret would refuse every request.
+        raise ApiError(422, f"a {_preset(source).label} source needs at least one secret", field="secrets")
 
 
 def delete(source: Source) -> None:
@@ -307,13 +311,11 @@ def _set_slug(source: Source, value: Any) -> None:
 
 
 def _set_name(source: Source, value: Any) -> None:
-    if not isinstance(value, str) or len(value) > 200:
-        raise ApiError(422, "name must be a string of at most 200 characters", field="name")
-    source.name = value.strip()
+    source.name = checked_text(value, "name", max_length=200).strip()
 
 
 def _set_provider(source: Source, value: Any) -> None:
-    if value not in providers.PRESETS:
+    if not isinstance(value, str) or value not in providers.PRESETS:
         raise ApiError(422, f"provider must be one of {', '.join(providers.PRESETS)}", field="provider")
     source.provider = value
 
@@ -427,9 +429,7 @@ def _checked_route(source: Source, route: Any, where: str) -> dict:
             raise ApiError(422, f"when: {exc}", field=f"{where}.when") from None
         checked["when"] = route["when"]
     if route.get("description") not in (None, ""):
-        if not isinstance(route["description"], str) or len(route["description"]) > 500:
-            raise ApiError(422, "description must be at most 500 characters", field=f"{where}.description")
-        checked["description"] = route["description"]
+        checked["description"] = checked_text(route["description"], f"{where}.description", max_length=500)
     action = route.get("action")
     checked["action"] = action
     if action == "publish":
@@ -456,7 +456,10 @@ def _checked_publish(source: Source, route: dict, where: str) -> dict:
     checked = {"event_type": event_type}
     template_id = route.get("template_id")
     if template_id is not None:
-        template = db.session.get(PayloadTemplate, template_id) if isinstance(template_id, int) else None
+        # No autoflush: a slug changed in the same request must meet its clash check, not the unique index here.
+        with db.session.no_autoflush:
+            valid = isinstance(template_id, int) and not isinstance(template_id, bool)
+            template = db.session.get(PayloadTemplate, template_id) if valid else None
         if template is None or template.tenant_id != source.tenant_id:
             raise ApiError(422, "template_id does not name one of your templates", field=f"{where}.template_id")
         checked["template_id"] = template_id

@@ -91,7 +91,7 @@ def preview_template():
     body = json_object()
     if not isinstance(body.get("body"), str):
         raise ApiError(422, "body (the template text) is required", field="body")
-    event_type = body.get("event_type")
+    event_type = _event_type(body)
     payload = body["payload"] if "payload" in body else payload_templates.sample_payload(g.tenant.id, event_type)
     return templating.preview(body["body"], payload, event=payload_templates.sample_event(event_type))
 
@@ -104,7 +104,7 @@ def test_filter():
         raise ApiError(422, "match must be 'all' or 'any'", field="match")
     if not isinstance(rules, list) or not all(isinstance(rule, str) for rule in rules):
         raise ApiError(422, "rules must be a list of strings", field="rules")
-    event_type = body.get("event_type")
+    event_type = _event_type(body)
     if "payload" not in body and not event_type:
         raise ApiError(422, "give a payload or an event_type to test against", field="payload")
     payload = body["payload"] if "payload" in body else payload_templates.sample_payload(g.tenant.id, event_type)
@@ -125,6 +125,14 @@ def test_filter():
 def event_routing(event_id: int):
     event = owned(Event, event_id, "event")
     return {"event_id": event.id, "type": event.type, "endpoints": publishing.explain(event)}
+
+
+def _event_type(body: dict) -> str | None:
+    """The optional ``event_type`` the previews use for a sample; an event type name when given."""
+    event_type = body.get("event_type")
+    if event_type is not None and (not isinstance(event_type, str) or not publishing.EVENT_TYPE.match(event_type)):
+        raise ApiError(422, "event_type must be an event type like 'order.created'", field="event_type")
+    return event_type or None
 
 
 def _matches(rules: list[str], match: str, event: Event) -> bool:
