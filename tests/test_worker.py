@@ -74,3 +74,31 @@ def test_run_sweeps_back_to_back_until_stopped(app, api, receiver):
         worker.stop(timeout=10)
     assert not thread.is_alive()
     assert len(receiver.wait_for(30)) == 30
+
+
+def test_a_claim_whose_read_fails_is_rolled_back_with_it(app, api, receiver, monkeypatch):
+    api.endpoint(receiver.url)
+    api.publish("a.x")
+    worker = Worker(app, concurrency=4, name="unread")
+
+    def broken_read(delivery_ids, owner):
+        raise RuntimeError("the read failed")
+
+    monkeypatch.setattr("webhooks.delivery.select_jobs", broken_read)
+    try:
+        with app.app_context():
+            try:
+                worker.sweep(budget=0.2)
+            except RuntimeError:
+                db.session.rollback()
+            finally:
+                db.session.remove()
+        with app.app_context():
+            (row,) = db.session.query(Delivery).all()
+            assert (row.status, row.lease_owner) == ("pending", None), "nothing stays leased to a sweep that failed"
+            db.session.remove()
+        monkeypatch.undo()
+        assert sweep(app, worker, 0.2) == 1
+        wait_until(lambda: succeeded(app) == 1)
+    finally:
+        worker.stop(timeout=10)

@@ -83,7 +83,7 @@ RETURNING id
 SINGLE_LANE = "((ordered AND batch_size <= 1) OR consecutive_failures >= circuit_threshold)"
 
 BLOCKED_ENDPOINTS = f"""
-SELECT id FROM endpoints WHERE circuit_open_until > :now OR {SINGLE_LANE} OR batch_size > 1
+SELECT id, batch_size > 1 AS batching FROM endpoints WHERE circuit_open_until > :now OR {SINGLE_LANE} OR batch_size > 1
 """
 
 # The head of an ordered queue is its oldest pending delivery, due or not: the
@@ -167,23 +167,9 @@ def claim_due(
     many in flight as one endpoint may use); open circuits and busy ordered
     endpoints are excluded here, from the database, for every process.
     """
-    if limit <= 0:
-        return []
     now = now or now_utc()
-    blocked = set(excluded) | set(db.session.scalars(sql(BLOCKED_ENDPOINTS), {"now": now}))
-    statement = sql(POSTGRES_CLAIM if is_postgres() else SQLITE_CLAIM, "excluded")
-    params = {
-        "owner": owner,
-        "expires": now + timedelta(seconds=lease_seconds),
-        "now": now,
-        "excluded": sorted(blocked) or [NO_ENDPOINT],
-        "scan": limit * 4,
-        "limit": limit,
-        "per_endpoint": per_endpoint or limit,
-    }
-    claimed = [(row.id, row.endpoint_id) for row in db.session.execute(statement, params)]
-    if len(claimed) < limit:
-        claimed += _claim_single_lane_heads(owner, now, params["expires"])
+    blocked = {row.id for row in _blocked_endpoints(now)} | set(excluded)
+    claimed = _take_due(owner, limit, lease_seconds=lease_seconds, blocked=blocked, per_endpoint=per_endpoint, now=now)
     db.session.commit()
     return claimed
 
@@ -203,9 +189,75 @@ def claim_batches(
     until then they wait, so the batch can fill. Ordered endpoints send their
     batches one at a time, oldest deliveries first. ``ids`` are in publish order.
     """
+    batches = _take_batches(owner, limit, lease_seconds=lease_seconds, excluded=excluded, now=now or now_utc())
+    db.session.commit()
+    return batches
+
+
+def take_work(
+    owner: str,
+    slots: int,
+    most: int,
+    *,
+    lease_seconds: float,
+    excluded: Collection[int] = (),
+    per_endpoint: int | None = None,
+) -> tuple[list[tuple[list[int], int]], list[tuple[int, int]]]:
+    """Claim work for ``slots`` without committing: :func:`claim_batches`, then :func:`claim_due` for the rest.
+
+    A batch takes one slot, like a single delivery; each kind is capped at
+    ``most``. The caller reads what it claimed in the same transaction and
+    commits; until then nobody else sees the claim, and a rollback undoes it.
+    The endpoints single deliveries skip are read first: when none of them
+    batches there is no batch to look for, which saves a query per claim.
+    """
+    now = now_utc()
+    blocked = _blocked_endpoints(now)
+    batches = []
+    if any(row.batching for row in blocked):
+        batches = _take_batches(owner, min(slots, most), lease_seconds=lease_seconds, excluded=excluded, now=now)
+    claimed = _take_due(
+        owner,
+        min(slots - len(batches), most),
+        lease_seconds=lease_seconds,
+        blocked={row.id for row in blocked} | set(excluded),
+        per_endpoint=per_endpoint,
+        now=now,
+    )
+    return batches, claimed
+
+
+def _blocked_endpoints(now: datetime) -> list:
+    """Endpoints whose deliveries are not claimed one by one (open circuit, single lane or batching)."""
+    return db.session.execute(sql(BLOCKED_ENDPOINTS), {"now": now}).all()
+
+
+def _take_due(
+    owner: str, limit: int, *, lease_seconds: float, blocked: set[int], per_endpoint: int | None, now: datetime
+) -> list[tuple[int, int]]:
     if limit <= 0:
         return []
-    now = now or now_utc()
+    statement = sql(POSTGRES_CLAIM if is_postgres() else SQLITE_CLAIM, "excluded")
+    params = {
+        "owner": owner,
+        "expires": now + timedelta(seconds=lease_seconds),
+        "now": now,
+        "excluded": sorted(blocked) or [NO_ENDPOINT],
+        "scan": limit * 4,
+        "limit": limit,
+        "per_endpoint": per_endpoint or limit,
+    }
+    claimed = [(row.id, row.endpoint_id) for row in db.session.execute(statement, params)]
+    if len(claimed) < limit:
+        claimed += _claim_single_lane_heads(owner, now, params["expires"])
+    return claimed
+
+
+def _take_batches(
+    owner: str, limit: int, *, lease_seconds: float, excluded: Collection[int], now: datetime
+) -> list[tuple[list[int], int]]:
+    if limit <= 0:
+        return []
     expires = now + timedelta(seconds=lease_seconds)
     ready = db.session.execute(
         sql(BATCH_ENDPOINTS, "excluded"), {"now": now, "excluded": sorted(excluded) or [NO_ENDPOINT]}
@@ -218,7 +270,6 @@ def claim_batches(
             batches.append((claimed, endpoint.id))
             if len(batches) == limit:
                 break
-    db.session.commit()
     return batches
 
 

@@ -26,7 +26,6 @@ from datetime import datetime
 from datetime import timedelta
 from typing import Any
 
-import requests
 from sqlalchemy import Text
 from sqlalchemy import case
 from sqlalchemy import bindparam
@@ -67,7 +66,7 @@ BATCH_MAX_BYTES = 1024 * 1024
 class Settings:
     """What every attempt of one process shares: the HTTP session and the egress rules."""
 
-    session: requests.Session
+    session: egress.Session
     tokens: receiver_auth.TokenCache
     allow_private: bool
     body_limit: int
@@ -184,12 +183,19 @@ def load_jobs(delivery_ids: list[int], owner: str) -> list[Job]:
 def read_jobs(delivery_ids: list[int], owner: str) -> list:
     """The rows :func:`to_jobs` needs for the deliveries ``owner`` still holds, in id order.
 
-    One Core select, no ORM objects: this runs for every claim. Its
-    transaction ends before anything goes on the wire.
+    Its transaction ends before anything goes on the wire.
     """
-    rows = db.session.execute(JOB_QUERY, {"ids": list(delivery_ids), "owner": owner}).all()
+    rows = select_jobs(delivery_ids, owner)
     db.session.rollback()
     return rows
+
+
+def select_jobs(delivery_ids: list[int], owner: str) -> list:
+    """:func:`read_jobs` inside the caller's transaction (the sweep's claim), which the caller ends.
+
+    One Core select, no ORM objects: this runs for every claim.
+    """
+    return db.session.execute(JOB_QUERY, {"ids": list(delivery_ids), "owner": owner}).all()
 
 
 def to_jobs(rows: list) -> list[Job]:

@@ -17,6 +17,7 @@ time out. A watchdog therefore shuts the socket down when the time is up.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import ipaddress
 import itertools
@@ -33,11 +34,14 @@ from urllib.parse import urlunsplit
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
+from urllib3._collections import RecentlyUsedContainer
 from urllib3.connection import HTTPConnection
 from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.connectionpool import HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError
+from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import ReadTimeoutError
 
 ALLOWED_SCHEMES = ("http", "https")
 # Headers the hub sets itself; an endpoint's custom or auth header may not replace them.
@@ -234,7 +238,13 @@ def _shut(sock: socket.socket) -> None:
 
 
 class _Watched:
-    """Puts a connection's socket under the running :class:`Watchdog`."""
+    """Puts a connection's socket under the running :class:`Watchdog`; sends each request in one piece.
+
+    urllib3 sends the head of a request and its body with a send call each:
+    two system calls, and two wake-ups of the receiver, where one will do.
+    """
+
+    _unsent: list[bytes] | None = None
 
     def _new_conn(self) -> socket.socket:
         sock = super()._new_conn()
@@ -243,7 +253,21 @@ class _Watched:
 
     def request(self, *args, **kwargs) -> None:
         Watchdog.attach(self.sock)  # a pooled connection, reused
-        super().request(*args, **kwargs)
+        self._unsent = []
+        try:
+            super().request(*args, **kwargs)
+        finally:
+            unsent, self._unsent = self._unsent, None
+        super().send(b"".join(unsent))  # connects first if the connection is new
+
+    def send(self, data) -> None:
+        if self._unsent is not None and isinstance(data, bytes):
+            self._unsent.append(data)
+            return
+        if self._unsent:  # anything but bytes goes out as it comes, after what came before it
+            unsent, self._unsent = b"".join(self._unsent), []
+            super().send(unsent)
+        super().send(data)
 
 
 class _WatchedHTTPConnection(_Watched, HTTPConnection):
@@ -268,40 +292,71 @@ class _HTTPSPool(HTTPSConnectionPool):
             conn.connect()
 
 
-class PinnedAdapter(HTTPAdapter):
-    """Connects to the address in the URL but speaks TLS to the name in ``Host``.
+# What requests sends on its own; kept so that receivers see the same requests
+# as when the hub posted through requests.
+DEFAULT_HEADERS = {name.lower(): (name, value) for name, value in requests.utils.default_headers().items()}
+# Pools kept per process, one per (scheme, address, port, TLS name, verification).
+POOLS = 64
 
-    urllib3 keys its pools on ``server_hostname`` and ``assert_hostname`` too,
-    so pooled connections are never shared between two names on one address.
-    Its connections answer to the exchange's :class:`Watchdog`.
+
+class Session:
+    """The connection pools of one process, keyed on the checked address and the TLS name.
+
+    A pool serves one (scheme, address, port) and, for HTTPS, one name to
+    verify the certificate against and to send as SNI, so pooled connections
+    are never shared between two names on one address, nor between verifying
+    and non-verifying endpoints. The least recently used pool is closed when
+    there are more than ``POOLS``.
     """
 
-    def init_poolmanager(self, *args, **kwargs) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+    def __init__(self, pool_size: int) -> None:
+        self.pool_size = pool_size
+        self._pools: RecentlyUsedContainer = RecentlyUsedContainer(POOLS, dispose_func=lambda pool: pool.close())
+        self._lock = threading.Lock()
 
-    def build_connection_pool_key_attributes(self, request, verify, cert=None):
-        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
-        if host_params["scheme"] == "https":
-            name = request.headers.get("Host", "").rsplit(":", 1)[0].strip("[]")
-            if name and verify:
-                pool_kwargs["server_hostname"] = name
-                pool_kwargs["assert_hostname"] = name
-        return host_params, pool_kwargs
+    def pool(self, scheme: str, host: str, port: int, tls_name: str | None, verify: bool) -> HTTPConnectionPool:
+        """The pool for one pinned address (``host`` is the address literal, bracketed for IPv6)."""
+        key = (scheme, host, port, tls_name, verify)
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                pool = self._pools[key] = self._new_pool(scheme, host, port, tls_name, verify)
+            return pool
+
+    def _new_pool(self, scheme: str, host: str, port: int, tls_name: str | None, verify: bool) -> HTTPConnectionPool:
+        if scheme == "http":
+            return _HTTPPool(host, port, maxsize=self.pool_size, block=False, retries=False)
+        if not verify:
+            return _HTTPSPool(host, port, maxsize=self.pool_size, block=False, retries=False, cert_reqs="CERT_NONE")
+        return _HTTPSPool(
+            host,
+            port,
+            maxsize=self.pool_size,
+            block=False,
+            retries=False,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=requests.utils.DEFAULT_CA_BUNDLE_PATH,  # the CA bundle requests verified against
+            server_hostname=tls_name,
+            assert_hostname=tls_name,
+        )
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        with self._lock:
+            self._pools.clear()
 
 
-def new_session(pool_size: int) -> requests.Session:
-    """A session whose pools fit the delivery concurrency."""
-    session = requests.Session()
-    session.trust_env = False  # proxies from the environment would bypass the address check
-    adapter = PinnedAdapter(pool_connections=64, pool_maxsize=pool_size, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+def new_session(pool_size: int) -> Session:
+    """Pools that fit the delivery concurrency.
+
+    Never reads proxy settings from the environment: a proxy would connect
+    to the receiver itself and bypass the address check.
+    """
+    return Session(pool_size)
 
 
 def post(
-    session: requests.Session,
+    session: Session,
     url: str,
     *,
     headers: dict[str, str],
@@ -320,29 +375,35 @@ def post(
     exchange = Exchange()
     watchdog = Watchdog(timeout)
     try:
-        pinned_url, host_header = _pin(url, allow_private=allow_private)
+        parts, address = _pin(url, allow_private=allow_private)
         with watchdog:
-            response = _send(session, pinned_url, {**headers, "Host": host_header}, body, timeout, verify_tls)
-            with response:
-                exchange.status = response.status_code
+            response = _send(session, parts, address, headers, body, timeout, verify_tls)
+            try:
+                exchange.status = response.status
                 exchange.headers = dict(response.headers)
                 raw, exchange.truncated = _read_capped(response, body_limit, started + timeout)
-                if watchdog.fired:
-                    raise TimeoutError("the watchdog cut the body short")
-                exchange.body = raw.decode(response.encoding or "utf-8", errors="replace")
+            finally:
+                response.close()  # a connection left mid-body is closed, not pooled
+                response.release_conn()
+            if watchdog.fired:
+                raise TimeoutError("the watchdog cut the body short")
+            encoding = requests.utils.get_encoding_from_headers(response.headers)
+            exchange.body = raw.decode(encoding or "utf-8", errors="replace")
     except EgressError as exc:
         exchange.error = str(exc)
-    except requests.exceptions.SSLError as exc:
+    except urllib3.exceptions.SSLError as exc:
         exchange.error = f"TLS error: {_reason(exc)}"
-    except requests.exceptions.ConnectTimeout:
-        exchange.error = f"connect timeout after {min(timeout, 10.0):g} s"
-    except (requests.exceptions.ReadTimeout, TimeoutError):
-        exchange.error = f"timeout after {timeout:g} s"
-    except requests.exceptions.ConnectionError as exc:
+    except NewConnectionError as exc:  # a subclass of ConnectTimeoutError, for a refused connection too
         exchange.error = f"connection error: {_reason(exc)}"
-    except requests.exceptions.RequestException as exc:
+    except ConnectTimeoutError:
+        exchange.error = f"connect timeout after {min(timeout, 10.0):g} s"
+    except (ReadTimeoutError, TimeoutError):
+        exchange.error = f"timeout after {timeout:g} s"
+    except _ReadError as exc:
+        exchange.error = f"connection error: {_reason(exc.__cause__)}"
+    except (requests.exceptions.InvalidHeader, ValueError) as exc:  # InvalidHeader is an OSError too
         exchange.error = f"request failed: {_reason(exc)}"
-    except urllib3.exceptions.HTTPError as exc:  # raised while reading the body ourselves
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
         exchange.error = f"connection error: {_reason(exc)}"
     if watchdog.fired and exchange.error:
         exchange.status, exchange.headers, exchange.body = None, {}, ""
@@ -351,41 +412,78 @@ def post(
     return exchange
 
 
-def _send(
-    session: requests.Session, url: str, headers: dict[str, str], body: bytes, timeout: float, verify: bool
-) -> requests.Response:
-    """POST through the session's adapter, skipping what ``Session.request`` adds around it.
+class _ReadError(Exception):
+    """The response body broke off (its cause says how); unlike the same error before the answer, not a timeout."""
 
-    Merging settings, cookies and hooks and looking for a redirect to follow
-    cost more CPU than the adapter's own work, and none of it applies: no
-    redirects are followed, and cookies one receiver sets have no business
-    in a request to another. The session's default headers are kept.
+
+def _send(
+    session: Session, parts, address: str, headers: dict[str, str], body: bytes, timeout: float, verify: bool
+) -> urllib3.HTTPResponse:
+    """POST straight through a urllib3 pool, without requests around it.
+
+    requests' session and adapter cost more CPU than the exchange itself
+    (preparing the request, merging settings, wrapping the response); what
+    of it mattered is here: its default headers, its header checks, its
+    request target and its CA bundle. No retries, no redirects.
     """
-    request = requests.Request("POST", url, headers={**session.headers, **headers}, data=body).prepare()
-    return session.get_adapter(url).send(
-        request, stream=True, timeout=(min(timeout, 10.0), timeout), verify=verify, proxies={}
+    literal = f"[{address}]" if ":" in address else address
+    host_header = parts.netloc.rpartition("@")[2]
+    tls_name = host_header.rsplit(":", 1)[0].strip("[]") if parts.scheme == "https" and verify else None
+    pool = session.pool(parts.scheme, literal, parts.port or _default_port(parts.scheme), tls_name or None, verify)
+    return pool.urlopen(
+        "POST",
+        _target(parts.scheme, parts.path, parts.query),
+        body=body or None,
+        headers=_request_headers(headers, host_header, len(body)),
+        retries=False,
+        redirect=False,
+        assert_same_host=False,
+        timeout=urllib3.Timeout(connect=min(timeout, 10.0), read=timeout),
+        preload_content=False,
+        decode_content=False,
     )
 
 
-def _pin(url: str, *, allow_private: bool) -> tuple[str, str]:
-    """Rewrite the URL to the checked address; return it with the original Host header."""
+def _request_headers(headers: dict[str, str], host: str, length: int) -> dict[str, str]:
+    """requests' default headers, then ``headers``, ``Host`` and ``Content-Length``; names case-insensitive.
+
+    A later name replaces an earlier one in its place, whatever its case,
+    and each header is checked as requests did (no CR or LF, no leading space).
+    """
+    merged = dict(DEFAULT_HEADERS)
+    for name, value in headers.items():
+        requests.utils.check_header_validity((name, value))
+        merged[name.lower()] = (name, value)
+    merged["host"] = ("Host", host)
+    merged["content-length"] = ("Content-Length", str(length))
+    return dict(merged.values())
+
+
+@functools.lru_cache(maxsize=4096)
+def _target(scheme: str, path: str, query: str) -> str:
+    """The request target (path and query) as requests quoted and normalised it."""
+    prepared = requests.PreparedRequest()
+    prepared.prepare_url(urlunsplit((scheme, "receiver", path or "/", query, "")), None)
+    return prepared.path_url
+
+
+def _pin(url: str, *, allow_private: bool) -> tuple:
+    """The parts of ``url`` and the checked address to connect to instead of its host."""
     parts = _split(url)
-    port = parts.port or _default_port(parts.scheme)
-    address = resolve(parts.hostname, port, allow_private=allow_private)
-    literal = f"[{address}]" if ":" in address else address
-    netloc = literal if parts.port is None else f"{literal}:{parts.port}"
-    host_header = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")), host_header
+    return parts, resolve(parts.hostname, parts.port or _default_port(parts.scheme), allow_private=allow_private)
 
 
-def _read_capped(response: requests.Response, limit: int, deadline: float) -> tuple[bytes, bool]:
+def _read_capped(response: urllib3.HTTPResponse, limit: int, deadline: float) -> tuple[bytes, bool]:
     """Read at most ``limit`` bytes before ``deadline``; a trickling body stops at the deadline."""
     chunks: list[bytes] = []
     size = 0
     while size <= limit:
         if time.monotonic() > deadline:
             raise TimeoutError("response body not finished before the timeout")
-        chunk = response.raw.read1(min(65536, limit + 1 - size))
+        try:
+            chunk = response.read1(min(65536, limit + 1 - size))
+        except urllib3.exceptions.HTTPError as exc:
+            raise _ReadError() from exc
         if not chunk:
             return b"".join(chunks), False
         chunks.append(chunk)
@@ -393,7 +491,9 @@ def _read_capped(response: requests.Response, limit: int, deadline: float) -> tu
     return b"".join(chunks)[:limit], True
 
 
+@functools.lru_cache(maxsize=4096)
 def _split(url: str):
+    """The parts of a receiver URL, checked; cached, since the same few URLs are sent to over and over."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (raises ValueError for a bad port)
@@ -411,10 +511,6 @@ def _default_port(scheme: str) -> int:
 
 
 def _reason(exc: Exception) -> str:
-    """The innermost message of a requests/urllib3 exception chain, without the noise."""
-    inner = exc
-    while inner.args and isinstance(inner.args[0], Exception):
-        inner = inner.args[0]
-    reason = getattr(inner, "reason", None)
-    text = str(reason or inner)
+    """The message of a urllib3 exception, without the noise (what requests showed as its reason)."""
+    text = str(exc)
     return text.split(": ", 1)[-1] if "Connection refused" in text else text

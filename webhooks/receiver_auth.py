@@ -119,7 +119,7 @@ def _key(auth: dict) -> tuple:
     return tuple(sorted(auth.items()))
 
 
-def headers_for(auth: dict | None, session: requests.Session, cache: TokenCache, *, allow_private: bool) -> dict:
+def headers_for(auth: dict | None, session: egress.Session, cache: TokenCache, *, allow_private: bool) -> dict:
     """The headers that authenticate one request to the receiver."""
     if not auth:
         return {}
@@ -135,7 +135,7 @@ def headers_for(auth: dict | None, session: requests.Session, cache: TokenCache,
     return {"Authorization": f"Bearer {token}"}
 
 
-def fetch_token(auth: dict, session: requests.Session, *, allow_private: bool) -> Token:
+def fetch_token(auth: dict, session: egress.Session, *, allow_private: bool) -> Token:
     """Run the client-credentials grant (RFC 6749 section 4.4) through the SSRF-safe egress.
 
     The token is used until ``EXPIRY_MARGIN`` seconds before ``expires_in``

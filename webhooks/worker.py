@@ -96,20 +96,7 @@ class Worker:
                         break
                     continue
                 saturated = [e for e, n in self._in_flight.items() if n >= self.per_endpoint]
-            # A batch of a batching endpoint takes one slot, like a single delivery.
-            batches = claims.claim_batches(
-                self.name, min(free, self.batch), lease_seconds=self.lease_seconds, excluded=saturated
-            )
-            claimed = claims.claim_due(
-                self.name,
-                min(free - len(batches), self.batch),
-                lease_seconds=self.lease_seconds,
-                excluded=saturated,
-                per_endpoint=self.per_endpoint,
-            )
-            work = [(tuple(ids), endpoint_id) for ids, endpoint_id in batches]
-            work += [((delivery_id,), endpoint_id) for delivery_id, endpoint_id in claimed]
-            rows = self._read([delivery_id for ids, _ in work for delivery_id in ids])
+            work, rows = self._claim(free, saturated)
             for ids, endpoint_id in work:
                 self._start(ids, endpoint_id, [rows[delivery_id] for delivery_id in ids if delivery_id in rows])
             started += len(work)
@@ -179,11 +166,30 @@ class Worker:
         if reclaimed:
             log.warning("reclaimed %s deliveries whose lease expired", len(reclaimed))
 
-    def _read(self, delivery_ids: list[int]) -> dict:
-        """Read what the claimed deliveries need, in one query for the whole claim."""
-        if not delivery_ids:
-            return {}
-        return {row.id: row for row in delivery.read_jobs(delivery_ids, self.name)}
+    def _claim(self, free: int, saturated: list[int]) -> tuple[list[tuple[tuple[int, ...], int]], dict]:
+        """Claim work for ``free`` slots and read what it needs, in one transaction, and commit.
+
+        Returns ``(delivery ids, endpoint id)`` per slot and the rows of
+        :func:`delivery.read_jobs` by delivery id. One transaction rather than
+        one each for batches, single deliveries and the read: each costs a
+        pool checkout (a ping on PostgreSQL) and a commit. Should the read
+        fail, the claim is rolled back with it (by the caller), and nothing
+        stays leased to a sweep that never started it.
+        """
+        batches, claimed = claims.take_work(
+            self.name,
+            free,
+            self.batch,
+            lease_seconds=self.lease_seconds,
+            excluded=saturated,
+            per_endpoint=self.per_endpoint,
+        )
+        work = [(tuple(ids), endpoint_id) for ids, endpoint_id in batches]
+        work += [((delivery_id,), endpoint_id) for delivery_id, endpoint_id in claimed]
+        delivery_ids = [delivery_id for ids, _ in work for delivery_id in ids]
+        rows = {row.id: row for row in delivery.select_jobs(delivery_ids, self.name)} if delivery_ids else {}
+        db.session.commit()
+        return work, rows
 
     def _start(self, ids: tuple[int, ...], endpoint_id: int, rows: list) -> None:
         with self._lock:
