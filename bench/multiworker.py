@@ -131,15 +131,16 @@ def main(argv: list[str]) -> None:
     text = "\n\n".join(
         [
             f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} with `{command.strip()}` on {os.cpu_count()} cores; "
-            f"load average before the run {load[0]:.1f}, after {os.getloadavg()[0]:.1f} (the machine is shared).",
+            f"load average before the run {load[0]:.1f}, after {os.getloadavg()[0]:.1f}.",
             table(rows),
             f"Each round: a fresh PostgreSQL database, {args.events:,} deliveries due over {ENDPOINTS} endpoints of "
             f"a receiver that answers at once, {args.threads} delivery threads per `flask --app app worker`, sweep "
             "every 0.2 s; timed from the moment every worker sweeps to the last delivery recorded as succeeded. "
             "Every round checks that each delivery was received once and recorded with one attempt. "
-            "One worker does not fill a core: its threads mostly wait for PostgreSQL (each attempt is committed, "
-            "and a commit waits for the disk). More processes overlap those waits until the cores, shared with "
-            "PostgreSQL and the receiver, are busy; \"worker CPU per delivery\" is the cost that remains.",
+            "Outcomes are committed in groups, so one worker keeps nearly a core busy on its own; the second core is "
+            "shared by PostgreSQL, the receiver and the other workers, so each process added gives less. "
+            "\"Worker CPU per delivery\" is what a delivery costs the worker; add processes until the hosts' CPUs "
+            "are busy.",
         ]
     )
     print("\n" + text)
