@@ -177,3 +177,14 @@ def _lower(headers):
 def test_template_source_is_capped(api):
     response = api.post("/api/v1/templates", json={"name": "big", "body": "{}" + " " * 70_000})
     assert response.status_code == 422 and "at most" in response.get_json()["error"]["message"]
+
+
+def test_filter_test_counts_recent_events_of_a_type_pattern(api):
+    """The dashboard's "N of the last 100" works for a subscription pattern, not only for one type."""
+    api.post("/api/v1/events", json=[{"type": "order.created", "payload": {"total": n}} for n in (50, 150, 250)])
+    api.post("/api/v1/events", json={"type": "invoice.paid", "payload": {"total": 500}})
+    answer = api.post("/api/v1/filters/test", json={"rules": ["total > 100"], "payload": {"total": 1}, "event_type": "order.*"})
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["recent"] == {"checked": 3, "matched": 2}
+    refused = api.post("/api/v1/filters/test", json={"rules": [], "event_type": "order.\x00"})
+    assert refused.status_code == 422 and refused.get_json()["error"]["field"] == "event_type"
