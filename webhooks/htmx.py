@@ -13,6 +13,8 @@ from htmx_flask import make_response as htmx_response
 from htmx_flask import request
 
 htmx = Htmx()
+# htmx stops polling an element whose answer has this status.
+STOP_POLLING = 286
 
 
 def is_htmx() -> bool:

@@ -39,8 +39,6 @@ from webhooks.views.auth import tenant_object
 bp = Blueprint("deliveries", __name__, url_prefix="/t/<tenant>/deliveries")
 guard(bp)
 
-# htmx stops polling an element whose answer has this status.
-STOP_POLLING = 286
 LIVE = (PENDING, DELIVERING)
 
 
@@ -78,7 +76,7 @@ def newer():
 def row(delivery_id: int):
     """One history row; polled every 2 s while the delivery is pending."""
     item = tenant_object(Delivery, delivery_id)
-    return htmx.render("deliveries/_row.html", d=item, status=200 if item.status in LIVE else STOP_POLLING)
+    return htmx.render("deliveries/_row.html", d=item, status=200 if item.status in LIVE else htmx.STOP_POLLING)
 
 
 @bp.get("/<int:delivery_id>")
@@ -93,7 +91,7 @@ def attempts(delivery_id: int):
     """The detail page's live part: status and attempt timeline, polled while pending."""
     item = tenant_object(Delivery, delivery_id)
     return htmx.render(
-        "deliveries/_live.html", d=item, **_attempts(item), status=200 if item.status in LIVE else STOP_POLLING
+        "deliveries/_live.html", d=item, **_attempts(item), status=200 if item.status in LIVE else htmx.STOP_POLLING
     )
 
 

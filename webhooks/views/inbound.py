@@ -35,8 +35,6 @@ from webhooks.views.auth import tenant_object
 bp = Blueprint("inbound", __name__, url_prefix="/t/<tenant>/inbound")
 guard(bp)
 
-# htmx stops polling an element whose answer has this status.
-STOP_POLLING = 286
 LIVE = (inbound.RECEIVED, inbound.PROCESSING)
 
 
@@ -172,7 +170,7 @@ def requests_newer():
 def request_row(request_id: int):
     """One log row; polled while the request waits to be processed."""
     item = tenant_object(InboundRequest, request_id)
-    return htmx.render("inbound/_request_row.html", r=item, status=200 if item.status in LIVE else STOP_POLLING)
+    return htmx.render("inbound/_request_row.html", r=item, status=200 if item.status in LIVE else htmx.STOP_POLLING)
 
 
 @bp.get("/requests/<int:request_id>")
@@ -186,7 +184,7 @@ def request_detail(request_id: int):
 def request_live(request_id: int):
     """The detail page's status and attempts, polled while processing is pending."""
     item = tenant_object(InboundRequest, request_id)
-    status = 200 if item.status in LIVE else STOP_POLLING
+    status = 200 if item.status in LIVE else htmx.STOP_POLLING
     return htmx.render("inbound/_request_live.html", **_request_context(item), status=status)
 
 
