@@ -20,7 +20,9 @@ def claimed_jobs(app, api, receiver, count: int, owner: str = "w") -> list[deliv
         api.publish(payload={"n": n})
     with app.app_context():
         ids = [delivery_id for delivery_id, _ in claims.claim_due(owner, count, lease_seconds=30)]
-        return delivering.load_jobs(ids, owner)
+        jobs = delivering.to_jobs(delivering.select_jobs(ids, owner))
+        db.session.commit()
+        return jobs
 
 
 def outcome_record(job, status="succeeded", code=200, owner="w") -> delivering.Record:

@@ -113,32 +113,15 @@ class Outcome:
     disable_reason: str | None = None
 
 
-def deliver(delivery_id: int, owner: str, settings: Settings) -> str | None:
-    """Make one attempt at a delivery claimed by ``owner``; return its new status.
-
-    Returns None when nothing was sent: the lease was lost, or an open
-    circuit or a rate limit sent the delivery back to wait without spending
-    an attempt.
-    """
-    return deliver_batch([delivery_id], owner, settings).get(delivery_id)
-
-
-def deliver_batch(delivery_ids: list[int], owner: str, settings: Settings) -> dict[int, str]:
+def deliver_read(rows: list, owner: str, settings: Settings) -> dict[int, str]:
     """Make one attempt at deliveries of one endpoint claimed together by ``owner``.
 
-    A batching endpoint gets them as one JSON array request, even a batch of
-    one; any other endpoint is only ever given one delivery at a time.
-    Returns the new status of each delivery that was attempted or failed
-    without sending; those held back or whose lease was lost are left out.
-    """
-    return deliver_read(read_jobs(delivery_ids, owner), owner, settings)
-
-
-def deliver_read(rows: list, owner: str, settings: Settings) -> dict[int, str]:
-    """:func:`deliver_batch` for deliveries already read with :func:`read_jobs`.
-
-    The sweep reads every delivery it claimed with one query and hands each
-    thread its rows, instead of a query per thread.
+    ``rows`` come from :func:`select_jobs`: the sweep reads every delivery it
+    claimed with one query and hands each thread its rows, instead of a query
+    per thread. A batching endpoint gets them as one JSON array request, even
+    a batch of one; any other endpoint is only ever given one delivery at a
+    time. Returns the new status of each delivery that was attempted or
+    failed without sending; those held back or whose lease was lost are left out.
     """
     jobs = to_jobs(rows)
     if not jobs:
@@ -169,37 +152,18 @@ def deliver_read(rows: list, owner: str, settings: Settings) -> dict[int, str]:
     return statuses
 
 
-def load_job(delivery_id: int, owner: str) -> Job | None:
-    """Read the delivery, its event and endpoint, if ``owner`` still holds the lease."""
-    jobs = load_jobs([delivery_id], owner)
-    return jobs[0] if jobs else None
-
-
-def load_jobs(delivery_ids: list[int], owner: str) -> list[Job]:
-    """Read the deliveries ``owner`` still holds, in id (publish) order, with their events and endpoint."""
-    return to_jobs(read_jobs(delivery_ids, owner))
-
-
-def read_jobs(delivery_ids: list[int], owner: str) -> list:
+def select_jobs(delivery_ids: list[int], owner: str) -> list:
     """The rows :func:`to_jobs` needs for the deliveries ``owner`` still holds, in id order.
 
-    Its transaction ends before anything goes on the wire.
-    """
-    rows = select_jobs(delivery_ids, owner)
-    db.session.rollback()
-    return rows
-
-
-def select_jobs(delivery_ids: list[int], owner: str) -> list:
-    """:func:`read_jobs` inside the caller's transaction (the sweep's claim), which the caller ends.
-
-    One Core select, no ORM objects: this runs for every claim.
+    Read inside the caller's transaction (the sweep's claim), which the
+    caller ends before anything goes on the wire. One Core select, no ORM
+    objects: this runs for every claim.
     """
     return db.session.execute(JOB_QUERY, {"ids": list(delivery_ids), "owner": owner}).all()
 
 
 def to_jobs(rows: list) -> list[Job]:
-    """Jobs from :func:`read_jobs` rows.
+    """Jobs from :func:`select_jobs` rows.
 
     The signing secrets and credentials are read as stored (encrypted) and
     decrypted through :func:`_decrypted`, so an endpoint's secret costs one

@@ -170,7 +170,7 @@ class Worker:
         """Claim work for ``free`` slots and read what it needs, in one transaction, and commit.
 
         Returns ``(delivery ids, endpoint id)`` per slot and the rows of
-        :func:`delivery.read_jobs` by delivery id. One transaction rather than
+        :func:`delivery.select_jobs` by delivery id. One transaction rather than
         one each for batches, single deliveries and the read: each costs a
         pool checkout (a ping on PostgreSQL) and a commit. Should the read
         fail, the claim is rolled back with it (by the caller), and nothing
