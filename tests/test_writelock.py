@@ -191,3 +191,41 @@ def test_without_checkpoints_the_wal_grows(database, monkeypatch):
         connection.commit()
     wal = database.with_name(database.name + "-wal")
     assert wal.stat().st_size > 300 * 4096 / 2
+
+
+def write_from_threads(database, threads: int = 3, commits: int = 300) -> int:
+    """Threads each commit one-row transactions on their own connection, back to back; returns the WAL's size."""
+
+    connections = [connect(database, timeout=30) for _ in range(threads)]
+
+    def writer(n):
+        connection = connections[n]
+        connection.execute("PRAGMA wal_autocheckpoint=0")
+        for i in range(commits):
+            connection.execute("INSERT INTO t VALUES (?)", (n * commits + i,))
+            connection.commit()
+
+    workers = [threading.Thread(target=writer, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    size = database.with_name(database.name + "-wal").stat().st_size  # before the last close removes it
+    for connection in connections:
+        connection.close()
+    return size
+
+
+def test_the_wal_starts_over_under_steady_writers(database, monkeypatch):
+    """Passive checkpoints alone never catch up with writers that never pause; past
+    RESTART_FRAMES a checkpoint finishes with the writers held off, and the WAL is reused."""
+    monkeypatch.setattr(writelock, "CHECKPOINT_EVERY", 0.0)
+    monkeypatch.setattr(writelock, "RESTART_FRAMES", 50)
+    assert write_from_threads(database) < 400 * 4096
+
+
+def test_without_the_finishing_checkpoint_steady_writers_grow_the_wal(database, monkeypatch):
+    """The control for the test above."""
+    monkeypatch.setattr(writelock, "CHECKPOINT_EVERY", 0.0)
+    monkeypatch.setattr(writelock, "RESTART_FRAMES", 10**9)
+    assert write_from_threads(database) > 600 * 4096

@@ -33,6 +33,9 @@ WRITE_IN_CTE = re.compile(r"\s*WITH\b.*\b(INSERT|UPDATE|DELETE)\b", re.I | re.S)
 THREAD_WAIT = 30.0
 # Seconds between this process's WAL checkpoints (see WriterLock.checkpoint_if_due).
 CHECKPOINT_EVERY = 0.25
+# WAL frames (pages) past which a checkpoint finishes its copy with writers held off,
+# so that the WAL starts over instead of growing (about 4 MB of 4 KB pages).
+RESTART_FRAMES = 1000
 
 
 def is_write(sql: str) -> bool:
@@ -109,13 +112,26 @@ class WriterLock:
         Hub connections turn it off (see ``db._tune_sqlite``) and call this
         after each writing commit instead: a passive checkpoint never blocks
         writers or readers, and one thread per process runs it at a time.
+
+        Under steady writes a passive checkpoint never catches up: writers
+        append while it copies, and SQLite starts the WAL over only once
+        every frame was copied. The WAL then grew by megabytes a second, and
+        every page lookup and checkpoint slowed with it (issue 7's ingest).
+        So once the WAL is past :data:`RESTART_FRAMES`, the few frames left
+        after the passive copy are copied again with the writer lock held,
+        which lets the next writer start the WAL over.
         """
         now = time.monotonic()
         if now < self._next_checkpoint or not self._checkpointing.acquire(blocking=False):
             return
         try:
             self._next_checkpoint = now + CHECKPOINT_EVERY
-            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            _, frames, _ = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if frames >= RESTART_FRAMES and self.acquire():
+                try:
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                finally:
+                    self.release()
         finally:
             self._checkpointing.release()
 
