@@ -6,33 +6,41 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import event
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import IntegrityError
 
 from webhooks import groupcommit
+from webhooks.db import DriverStatement
 from webhooks.db import db
 from webhooks.testing import wait_until
 
 
 @pytest.fixture
-def table(app):
+def table(app, monkeypatch):
+    """The test table; yields the list that gets an item per commit the queue makes."""
     with app.app_context():
         with db.engine.begin() as connection:
             connection.execute(text("CREATE TABLE gc_rows (n INTEGER PRIMARY KEY)"))
         commits = []
-        def listener(connection):
+        commit = groupcommit._commit
+
+        def counted(connection):
+            commit(connection)
             commits.append(1)
 
-        event.listen(db.engine, "commit", listener)
+        monkeypatch.setattr(groupcommit, "_commit", counted)
         yield commits
-        event.remove(db.engine, "commit", listener)
         with db.engine.begin() as connection:
             connection.execute(text("DROP TABLE gc_rows"))  # PostgreSQL keeps one database for the session
 
 
 def insert(n):
+    """A unit as the hub writes them: on the driver's connection, without committing."""
+
     def unit(connection):
-        connection.execute(text("INSERT INTO gc_rows (n) VALUES (:n)"), {"n": n})
+        statement = DriverStatement("INSERT INTO gc_rows (n) VALUES (:n)", db.engine.dialect)
+        statement.execute(connection.cursor(), {"n": n})
         return n * 10
 
     return unit
@@ -112,3 +120,12 @@ def test_a_long_queue_is_handed_on_and_every_unit_lands(app, table, monkeypatch)
     assert stored(app) == list(range(11))
     queue = queue_of(app)
     assert not queue._leading and queue._queue == []
+
+
+def test_driver_errors_reach_the_caller_as_sqlalchemys(app, table):
+    """Units run on the driver's connection; its errors still arrive as SQLAlchemy's,
+    which the app's error handlers know (a database gone answers 503)."""
+    outcomes = behind_a_busy_leader(app, [insert(1), insert(1)])
+    assert outcomes[0] == 10
+    assert isinstance(outcomes[1], IntegrityError) and isinstance(outcomes[1], DBAPIError)
+    assert stored(app) == [0, 1]

@@ -23,10 +23,10 @@ def sentinel(html: str) -> str:
 def test_new_requests_appear_above_the_log(app, client, editor, api):
     api.source("gh", "github", secret=SECRET)
     assert post_hook(client, SECRET, {"n": 1}, delivery="d-1").status_code == 202
-    page = editor.get("/t/acme/inbound/requests?status=received")
+    page = editor.get("/t/acme/inbound/requests?status=ignored")
     assert request_ids(page.text) == [1]
     poll = sentinel(page.text)
-    assert "after=1" in poll and "status=received" in poll
+    assert "after=1" in poll and "status=ignored" in poll
     assert request_ids(editor.get(poll, htmx=True).text) == []
     post_hook(client, SECRET, {"n": 2}, delivery="d-2")
     post_hook(client, "wrong-secret", {"n": 3}, delivery="d-3")  # rejected: filtered out

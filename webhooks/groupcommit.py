@@ -9,10 +9,13 @@ it runs everything queued in one transaction, commits once, and wakes the
 others with their results. Nobody answers before the commit that holds their
 row, so durability is what it was; under load a commit carries many rows.
 
-A unit of work is a function of a SQLAlchemy ``Connection`` that writes and
-returns a result; it must not commit. When one unit fails, the batch is rolled
-back and each unit runs again in a transaction of its own, so one bad row
-(a foreign key gone, say) fails alone and the others still land.
+A unit of work is a function of a DBAPI connection (the driver's own, from
+the engine's pool) that writes and returns a result; it must not commit. The
+driver's connection, not SQLAlchemy's, because around statements this small
+SQLAlchemy's execution and transaction bookkeeping cost more than the writes
+(see :class:`webhooks.db.DriverStatement`). When one unit fails, the batch is
+rolled back and each unit runs again in a transaction of its own, so one bad
+row (a foreign key gone, say) fails alone and the others still land.
 """
 
 from __future__ import annotations
@@ -22,11 +25,11 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import current_app
-from sqlalchemy.engine import Connection
 
 from webhooks.db import db
+from webhooks.db import driver_error
 
-Unit = Callable[[Connection], Any]
+Unit = Callable[[Any], Any]  # of a DBAPI connection
 # How many units one transaction takes, and how many batches one leader runs
 # before it hands the lead on (its own request is waiting too).
 BATCH = 256
@@ -99,31 +102,53 @@ def write(batch: list[Ticket]) -> None:
     """Run a batch in one transaction and finish every ticket, whatever happens.
 
     After a failure each unit runs again alone, so only the failing one
-    reports an error.
+    reports an error. An error that is not the units' (the database gone)
+    finishes the tickets still waiting with it; the queue goes on.
     """
     try:
-        with db.engine.begin() as connection:
-            results = [ticket.unit(connection) for ticket in batch]
+        connection = db.engine.raw_connection()
+        try:
+            _write(connection, batch)
+        finally:
+            connection.close()
+    except BaseException as error:
+        for ticket in batch:
+            if not ticket.done.is_set():
+                ticket.finish(error=error)
+        if not isinstance(error, Exception):  # the process is going down
+            raise
+
+
+def _write(connection, batch: list[Ticket]) -> None:
+    try:
+        results = [ticket.unit(connection) for ticket in batch]
+        _commit(connection)
     except Exception:
+        connection.rollback()
         for ticket in batch:
-            _run_alone(ticket)
-    except BaseException as error:  # the process is going down: nobody may wait forever
-        for ticket in batch:
-            ticket.finish(error=error)
-        raise
+            _run_alone(connection, ticket)
     else:
         for ticket, result in zip(batch, results):
             ticket.finish(result)
 
 
-def _run_alone(ticket: Ticket) -> None:
+def _run_alone(connection, ticket: Ticket) -> None:
     try:
-        with db.engine.begin() as connection:
-            result = ticket.unit(connection)
+        result = ticket.unit(connection)
+        _commit(connection)
     except Exception as error:
+        connection.rollback()
         ticket.finish(error=error)
     else:
         ticket.finish(result)
+
+
+def _commit(connection) -> None:
+    dialect = db.engine.dialect
+    try:
+        connection.commit()
+    except dialect.loaded_dbapi.Error as error:
+        raise driver_error(dialect, error, "COMMIT") from error
 
 
 def run(unit: Unit) -> Any:

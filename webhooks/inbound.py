@@ -46,9 +46,6 @@ from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy import update
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects import sqlite
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Request
 
@@ -64,6 +61,7 @@ from webhooks import retry
 from webhooks import scheduler
 from webhooks import sources
 from webhooks import templating
+from webhooks.db import DriverStatement
 from webhooks.db import UTCDateTime
 from webhooks.db import db
 from webhooks.db import is_postgres
@@ -104,10 +102,11 @@ INSERT_REQUEST = insert(InboundRequest.__table__)
 INSERT_ATTEMPT = insert(InboundAttempt.__table__)
 #: Requests of sources without routes finished per transaction: about 2 ms of write lock on SQLite.
 ROUTELESS_BATCH = 100
-# Due requests of sources whose routes are empty (stored as [] or JSON null) or missing.
-_ROUTELESS_DUE = """
+# Sources whose routes are empty (stored as [] or JSON null) or missing.
+_ROUTELESS_SOURCES = "SELECT id FROM sources WHERE routes IS NULL OR CAST(routes AS TEXT) IN ('[]', 'null')"
+_ROUTELESS_DUE = f"""
 SELECT id FROM inbound_requests WHERE status = 'received' AND next_attempt_at <= :due_by
-  AND source_id IN (SELECT id FROM sources WHERE routes IS NULL OR CAST(routes AS TEXT) IN ('[]', 'null'))
+  AND source_id IN ({_ROUTELESS_SOURCES})
 ORDER BY next_attempt_at, id LIMIT :limit
 """
 _IGNORED = """
@@ -308,13 +307,12 @@ def persist(source: sources.HookSource, request: Request, body: bytes, verified:
     values = request_values(
         source,
         request,
-        status=RECEIVED,
         http_status=202,
         reason="not verified: the source accepts unauthenticated requests" if unauthenticated else None,
         event_type=_cut(verified.event_type, 200),
         dedupe_key=dedupe_key(verified.delivery_id),
         body=body,
-        next_attempt_at=now_utc(),
+        now=now_utc(),
         next_trigger="scheduled",
     )
     try:
@@ -328,25 +326,84 @@ def persist(source: sources.HookSource, request: Request, body: bytes, verified:
     return Answer(202, {"id": request_id})
 
 
-def store_accepted(values: dict, connection: Connection) -> tuple[int, bool]:
-    """Insert an accepted request unless its delivery id is stored already: (id, was it a duplicate)."""
-    inserted = connection.execute(_insert_new(connection.dialect.name), values).scalar()
-    if inserted is not None:
-        return inserted, False
-    first = connection.execute(
-        select(InboundRequest.id).where(
-            InboundRequest.source_id == values["source_id"], InboundRequest.dedupe_key == values["dedupe_key"]
-        )
-    ).scalar_one()
-    return first, True
+def store_accepted(values: dict, connection) -> tuple[int, bool]:
+    """Insert an accepted request unless its delivery id is stored already: (id, was it a duplicate).
+
+    A request of a source without routes has nothing to run, so it is
+    stored finished, as ``ignored`` with its attempt, exactly as
+    :func:`ignore_routeless` would finish it a tick later; the row is
+    written once instead of twice. Whether the source has routes is read by
+    the INSERT itself, so a route added a moment ago applies (never a cached
+    answer). ``connection`` is a DBAPI connection (see :mod:`webhooks.groupcommit`).
+    """
+    statements = _store_statements(db.engine.dialect)
+    cursor = connection.cursor()
+    try:
+        row = statements.insert.execute(cursor, values).fetchone()
+        if row is None:
+            return statements.find.execute(cursor, values).fetchone()[0], True
+        request_id, status = row
+        if status == IGNORED:
+            attempt = ignored_attempt(request_id, 1, values["next_trigger"], values["event_type"], values["now"])
+            statements.attempt.execute(cursor, attempt)
+        return request_id, False
+    finally:
+        cursor.close()
+
+
+@dataclass(frozen=True)
+class StoreStatements:
+    insert: DriverStatement
+    find: DriverStatement
+    attempt: DriverStatement
+
+
+# {headers}: PostgreSQL types a parameter in a SELECT list as text, so it is cast there;
+# SQLite must not cast (CAST AS JSON has numeric affinity: text becomes 0).
+_INSERT_ACCEPTED = f"""
+INSERT INTO inbound_requests (tenant_id, source_id, status, http_status, reason, event_type, dedupe_key, method,
+    content_type, remote_addr, headers, body, attempts, next_attempt_at, next_trigger, created_at, processed_at)
+SELECT :tenant_id, :source_id, CASE WHEN routeless THEN '{IGNORED}' ELSE '{RECEIVED}' END, :http_status, :reason,
+    :event_type, :dedupe_key, :method, :content_type, :remote_addr, {{headers}}, :body,
+    CASE WHEN routeless THEN 1 ELSE 0 END, CASE WHEN routeless THEN NULL ELSE :now END, :next_trigger, :now,
+    CASE WHEN routeless THEN :now END
+FROM (SELECT EXISTS ({_ROUTELESS_SOURCES} AND id = :source_id) AS routeless) AS source
+WHERE true
+ON CONFLICT (source_id, dedupe_key) DO NOTHING
+RETURNING id, status
+"""
 
 
 @functools.cache
-def _insert_new(dialect: str):
-    """``INSERT ... ON CONFLICT (source_id, dedupe_key) DO NOTHING RETURNING id`` in the dialect's words."""
-    module = postgresql if dialect == "postgresql" else sqlite
-    statement = module.insert(InboundRequest.__table__).on_conflict_do_nothing(index_elements=["source_id", "dedupe_key"])
-    return statement.returning(InboundRequest.__table__.c.id)
+def _store_statements(dialect) -> StoreStatements:
+    requests, attempts = InboundRequest.__table__, InboundAttempt.__table__
+    find = "SELECT id FROM inbound_requests WHERE source_id = :source_id AND dedupe_key = :dedupe_key"
+    attempt_columns = [column.name for column in attempts.columns if column.name != "id"]
+    attempt = f"INSERT INTO inbound_attempts ({', '.join(attempt_columns)}) VALUES ({', '.join(':' + name for name in attempt_columns)})"
+    return StoreStatements(
+        DriverStatement(
+            _INSERT_ACCEPTED.format(headers="CAST(:headers AS JSON)" if dialect.name == "postgresql" else ":headers"),
+            dialect,
+            {"headers": requests.c.headers.type, "now": UTCDateTime()},
+        ),
+        DriverStatement(find, dialect),
+        DriverStatement(attempt, dialect, {"started_at": UTCDateTime()}),
+    )
+
+
+def ignored_attempt(request_id: int, number: int, trigger: str, event_type: str | None, now: datetime) -> dict:
+    """The attempt row of a request finished as ``ignored`` because no route matched."""
+    return {
+        "request_id": request_id,
+        "number": number,
+        "trigger": trigger,
+        "outcome": "ignored",
+        "route_index": None,
+        "detail": f"no route matched event type {event_type or '(none)'}",
+        "error": None,
+        "duration_ms": 0,
+        "started_at": now,
+    }
 
 
 def insert_request(source: sources.HookSource, request: Request, **values: Any) -> int:
@@ -509,21 +566,7 @@ def ignore_routeless(limit: int, *, due_by: datetime, now: datetime | None = Non
         db.session.rollback()
         return 0
     db.session.execute(
-        INSERT_ATTEMPT,
-        [
-            {
-                "request_id": row.id,
-                "number": row.attempts,
-                "trigger": row.next_trigger,
-                "outcome": "ignored",
-                "route_index": None,
-                "detail": f"no route matched event type {row.event_type or '(none)'}",
-                "error": None,
-                "duration_ms": 0,
-                "started_at": now,
-            }
-            for row in rows
-        ],
+        INSERT_ATTEMPT, [ignored_attempt(row.id, row.attempts, row.next_trigger, row.event_type, now) for row in rows]
     )
     db.session.commit()
     ids = sorted(row.id for row in rows)
