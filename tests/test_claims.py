@@ -6,6 +6,8 @@ import threading
 from collections import Counter
 from datetime import timedelta
 
+import pytest
+
 from webhooks import claims
 from webhooks.db import db
 from webhooks.db import now_utc
@@ -52,6 +54,30 @@ def test_claims_are_exclusive(app, api, receiver):
         third = claims.claim_due("three", 6, lease_seconds=30)
     assert len(first) == 6 and len(second) == 4 and third == []
     assert not {i for i, _ in first} & {i for i, _ in second}
+
+
+def test_a_claim_still_open_does_not_hide_the_rest_of_the_backlog(app, api, receiver):
+    """Two sweepers claiming at once both get work: the second skips what the first is taking."""
+    api.endpoint(receiver.url)
+    api.post("/api/v1/events", json=[{"type": "a", "payload": {"n": n}} for n in range(60)])
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite runs one claim at a time (a single writer): no claim is ever open beside another")
+        _, first = claims.take_work("one", 5, 5, lease_seconds=30)  # claimed, not yet committed
+        outcome = {}
+
+        def second_sweeper():
+            with app.app_context():
+                outcome["claimed"] = claims.claim_due("two", 5, lease_seconds=30)
+                db.session.remove()
+
+        thread = threading.Thread(target=second_sweeper)
+        thread.start()
+        thread.join(10)
+        db.session.commit()
+        db.session.remove()
+    assert len(first) == 5 and len(outcome["claimed"]) == 5
+    assert not {i for i, _ in first} & {i for i, _ in outcome["claimed"]}
 
 
 def test_expired_lease_is_reclaimed_and_delivered(app, api, receiver, drainer):
