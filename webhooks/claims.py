@@ -246,7 +246,9 @@ def _take_due(
         "expires": now + timedelta(seconds=lease_seconds),
         "now": now,
         "excluded": sorted(blocked) or [NO_ENDPOINT],
-        "scan": limit * 4,
+        # The scan locks what it reads on PostgreSQL: only as many rows as the claim may take,
+        # so two sweepers starting together on a small backlog split it instead of one getting none.
+        "scan": limit if is_postgres() else limit * 4,
         "limit": limit,
         "per_endpoint": per_endpoint or limit,
     }
