@@ -247,9 +247,11 @@ class DriverStatement:
 
     def execute(self, cursor, values: dict):
         """Run on ``cursor`` with ``values`` by name; returns the cursor, to fetch from."""
-        for name, processor in self.processors.items():
-            if name in values:
-                values = {**values, name: processor(values[name])}
+        if self.processors:
+            values = dict(values)
+            for name, processor in self.processors.items():
+                if name in values:
+                    values[name] = processor(values[name])
         try:
             cursor.execute(self.sql, values if self.order is None else tuple(values[name] for name in self.order))
         except self.dialect.loaded_dbapi.Error as error:
