@@ -4,6 +4,7 @@ follow changes made by any process, and the API-key cache's revocation delay."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import text
 
@@ -166,3 +167,17 @@ def test_bulk_routes_filtered_and_unfiltered_types_in_one_batch(app, api, receiv
         deliveries = list(db.session.scalars(select(Delivery).order_by(Delivery.id)))
     assert [d.event_id for d in deliveries if d.endpoint_id == everything] == [item["id"] for item in data]
     assert [d.event_id for d in deliveries if d.endpoint_id == big] == [data[n]["id"] for n in (7, 9, 11)]
+
+
+def test_a_key_whose_tenant_was_deleted_elsewhere_creates_nothing(app, api, receiver, database_url, tmp_path):
+    assert api.get("/api/v1/endpoints").status_code == 200  # the key is cached now
+    other = make_app(database_url, tmp_path)
+    with other.app_context():
+        db.session.execute(text("DELETE FROM tenants WHERE id = :id"), {"id": api.tenant_id})
+        db.session.commit()
+        db.session.remove()
+        db.engine.dispose()
+    response = api.post("/api/v1/endpoints", json={"url": receiver.url})
+    assert response.status_code == 401
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Endpoint)) == 0

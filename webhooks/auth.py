@@ -7,17 +7,16 @@ import hashlib
 import hmac
 import secrets
 import time
+from dataclasses import dataclass
 
 from flask import current_app
 from flask import g
 from flask import has_app_context
 from flask import request
 from sqlalchemy import event
-from sqlalchemy import inspect
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm import make_transient_to_detached
 from werkzeug.security import check_password_hash
 from werkzeug.security import generate_password_hash
 
@@ -50,26 +49,39 @@ def create_api_key(tenant: Tenant, name: str = "default") -> tuple[ApiKey, str]:
     return key, plain
 
 
-def tenant_for_key(plain: str) -> Tenant | None:
+@dataclass(frozen=True)
+class KeyTenant:
+    """The tenant an API key belongs to, as API requests see it: its id, not its row.
+
+    A plain value needs no database session: publishing, the hottest API
+    call, never opens one (see :func:`webhooks.publishing.accept`). Code that
+    links a new row to the tenant loads the row itself.
+    """
+
+    id: int
+
+
+def tenant_for_key(plain: str) -> KeyTenant | None:
     """The tenant of a valid, unrevoked key.
 
-    Valid keys are remembered for :data:`KEY_CACHE_SECONDS` with a copy of
-    their tenant's row, which joins the session without a query. A check
-    that raced :func:`forget_keys` is not remembered.
+    Valid keys are remembered for :data:`KEY_CACHE_SECONDS`, so a request
+    with a key checked recently costs no query. A check that raced
+    :func:`forget_keys` is not remembered.
     """
     digest = hash_key(plain)
     cache = _key_cache()
     hit = cache["keys"].get(digest)
     if hit is not None and time.monotonic() - hit[0] < KEY_CACHE_SECONDS:
-        return db.session.merge(hit[1], load=False)
+        return hit[1]
     checked_at, generation = time.monotonic(), cache["generation"]
-    key = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)))
-    if key is None:
+    tenant_id = db.session.scalar(select(ApiKey.tenant_id).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)))
+    if tenant_id is None:
         cache["keys"].pop(digest, None)
         return None
+    tenant = KeyTenant(tenant_id)
     if cache["generation"] == generation:
-        cache["keys"][digest] = (checked_at, _detached_copy(key.tenant))
-    return key.tenant
+        cache["keys"][digest] = (checked_at, tenant)
+    return tenant
 
 
 def forget_keys() -> None:
@@ -82,13 +94,6 @@ def forget_keys() -> None:
 def _key_cache() -> dict:
     # Per app: tests build many apps on databases whose rows share ids.
     return current_app.extensions.setdefault("auth.api_keys", {"generation": 0, "keys": {}})
-
-
-def _detached_copy(tenant: Tenant) -> Tenant:
-    """A copy of the tenant's row that belongs to no session: requests merge it into theirs and never change it."""
-    copy = Tenant(**{column.key: getattr(tenant, column.key) for column in inspect(Tenant).column_attrs})
-    make_transient_to_detached(copy)
-    return copy
 
 
 @event.listens_for(Session, "before_flush")
@@ -105,7 +110,7 @@ def _forget_after_commit(session) -> None:
 
 
 def api_key_required(view):
-    """Authenticate ``Authorization: Bearer <key>`` and put the tenant in ``g.tenant``."""
+    """Authenticate ``Authorization: Bearer <key>`` and put its :class:`KeyTenant` in ``g.tenant``."""
 
     @functools.wraps(view)
     def wrapped(*args, **kwargs):

@@ -19,6 +19,7 @@ from sqlalchemy import BigInteger
 from webhooks.auth import api_key_required
 from webhooks.db import db
 from webhooks.errors import ApiError
+from webhooks.models import Tenant
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_PAGE = 200
@@ -27,7 +28,19 @@ MAX_PAGE = 200
 @bp.before_request
 @api_key_required
 def authenticate():
-    """Every API route needs a key; the decorator sets ``g.tenant``."""
+    """Every API route needs a key; the decorator sets ``g.tenant``, the tenant's id without its row."""
+
+
+def tenant_row() -> Tenant:
+    """The caller's tenant as a row of this request's session, for new objects that link to it.
+
+    A key is honoured for a few seconds after its tenant is deleted elsewhere
+    (see ``auth.KEY_CACHE_SECONDS``); the row is gone by then, and so is the key.
+    """
+    tenant = db.session.get(Tenant, g.tenant.id)
+    if tenant is None:
+        raise ApiError(401, "invalid or revoked API key")
+    return tenant
 
 
 def json_body(*, required: bool = True) -> Any:

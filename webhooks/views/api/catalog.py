@@ -19,6 +19,7 @@ from webhooks.models import PayloadTemplate
 from webhooks.views.api import bp
 from webhooks.views.api import json_object
 from webhooks.views.api import owned
+from webhooks.views.api import tenant_row
 
 
 @bp.post("/event-types")
@@ -58,7 +59,7 @@ def delete_event_type(type_id: int):
 
 @bp.post("/templates")
 def create_template():
-    return payload_templates.serialize(payload_templates.create(g.tenant, json_object())), 201
+    return payload_templates.serialize(payload_templates.create(tenant_row(), json_object())), 201
 
 
 @bp.get("/templates")

@@ -16,11 +16,12 @@ from webhooks.models import Endpoint
 from webhooks.views.api import bp
 from webhooks.views.api import json_object
 from webhooks.views.api import owned
+from webhooks.views.api import tenant_row
 
 
 @bp.post("/endpoints")
 def create_endpoint():
-    endpoint = endpoints.create(g.tenant, json_object())
+    endpoint = endpoints.create(tenant_row(), json_object())
     return {**serialize.endpoint(endpoint), "secret": endpoint.secret}, 201
 
 

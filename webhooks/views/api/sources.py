@@ -19,12 +19,13 @@ from webhooks.views.api import decode_cursor
 from webhooks.views.api import encode_cursor
 from webhooks.views.api import json_object
 from webhooks.views.api import owned
+from webhooks.views.api import tenant_row
 from webhooks.views.api import page_limit
 
 
 @bp.post("/sources")
 def create_source():
-    source = sources.create(g.tenant, json_object())
+    source = sources.create(tenant_row(), json_object())
     # The only answer that shows the secrets in full.
     return {**sources.serialize(source), "secrets": source.secrets}, 201
 
