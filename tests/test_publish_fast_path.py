@@ -3,10 +3,14 @@ follow changes made by any process, and the API-key cache's revocation delay."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from sqlalchemy import event
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from conftest import make_app
 from webhooks import auth
@@ -167,6 +171,69 @@ def test_bulk_routes_filtered_and_unfiltered_types_in_one_batch(app, api, receiv
         deliveries = list(db.session.scalars(select(Delivery).order_by(Delivery.id)))
     assert [d.event_id for d in deliveries if d.endpoint_id == everything] == [item["id"] for item in data]
     assert [d.event_id for d in deliveries if d.endpoint_id == big] == [data[n]["id"] for n in (7, 9, 11)]
+
+
+def test_a_publish_with_a_checked_key_and_a_known_profile_opens_no_session(api, receiver):
+    """The JSON API's publish writes on the driver's connection; the ORM session costs more than the rows."""
+    api.endpoint(receiver.url)
+    api.publish()  # checks the key and reads the tenant's profile
+    begun = []
+
+    def note(session, transaction, connection):
+        begun.append(session)
+
+    event.listen(Session, "after_begin", note)
+    try:
+        assert api.publish()["deliveries"] == 1
+        assert len(api.post("/api/v1/events", json=[{"type": "order.created", "payload": {}}] * 3).get_json()["data"]) == 3
+    finally:
+        event.remove(Session, "after_begin", note)
+    assert begun == []
+
+
+def test_simultaneous_publishes_with_one_key_store_one_event(app, api, receiver):
+    """Eight requests at once share transactions (group commit) or race on the unique index: one event either way."""
+    api.endpoint(receiver.url)
+    barrier = threading.Barrier(8)
+    answers = []
+
+    def send():
+        client = app.test_client()
+        barrier.wait()
+        body = {"type": "order.created", "payload": {"n": 1}, "idempotency_key": "once"}
+        response = client.post("/api/v1/events", json=body, headers={"Authorization": f"Bearer {api.key}"})
+        answers.append((response.status_code, response.get_json()))
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert [code for code, _ in answers] == [202] * 8
+    assert len({answer["id"] for _, answer in answers}) == 1
+    assert sorted(answer["duplicate"] for _, answer in answers) == [False] + [True] * 7
+    assert all(answer["deliveries"] == 1 for _, answer in answers)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Event)) == 1
+        assert db.session.scalar(select(func.count()).select_from(Delivery)) == 1
+
+
+def test_a_profile_gone_stale_is_read_again_inside_the_same_publish(app, api, receiver, database_url, tmp_path):
+    """The fingerprint is checked by the write itself: a stale profile writes nothing and the event is routed again."""
+    endpoint = api.endpoint(receiver.url, event_types=["order.*"])
+    assert api.publish()["deliveries"] == 1
+    other = make_app(database_url, tmp_path)
+    with other.app_context():
+        endpoints.apply(db.session.get(Endpoint, endpoint["id"]), {"event_types": ["invoice.*"]})
+        db.session.commit()
+        db.session.remove()
+        db.engine.dispose()
+    with app.app_context():
+        stale, _ = publishing.tenant_profile(api.tenant_id)
+        published = publishing.accept(api.tenant_id, [{"type": "order.created", "payload": {}}], bulk=False)[0]
+        fresh, _ = publishing.tenant_profile(api.tenant_id)
+        assert db.session.scalar(select(func.count()).select_from(Delivery).where(Delivery.event_id == published.id)) == 0
+    assert published.deliveries == 0 and fresh != stale
 
 
 def test_a_key_whose_tenant_was_deleted_elsewhere_creates_nothing(app, api, receiver, database_url, tmp_path):

@@ -7,18 +7,21 @@ subscribes to the type and whose filter matches, all in one transaction.
 
 Publishing is the hub's hottest write, so it avoids the ORM: what it needs to
 know about a tenant (strict mode, catalog validators, routes) is kept per
-process and checked against a fingerprint of the rows it came from, and the
-rows go in with one plain statement per table. Routing is decided
-before the first ``INSERT``, because on SQLite that statement takes the
-database's single write lock until the commit; the answer is built after it.
+process and checked, inside the write's transaction, against a fingerprint of
+the rows it came from; the rows go in on the driver's own connection, with
+one plain statement per table. Routing is decided before the first
+``INSERT``, because on SQLite that statement takes the database's single
+write lock until the commit; the answer is built after it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import functools
 import json
 import re
+from collections.abc import Callable
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,16 +30,15 @@ from json.encoder import encode_basestring as quote
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam
 from sqlalchemy import select
-from sqlalchemy import text
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from webhooks import catalog
 from webhooks import filters
+from webhooks import groupcommit
 from webhooks.db import UTCDateTime
 from webhooks.db import db
+from webhooks.db import driver_error
 from webhooks.db import now_utc
 from webhooks.errors import ApiError
 from webhooks.models import PENDING
@@ -110,25 +112,92 @@ def publish(tenant: Tenant, type: str, payload: Any, idempotency_key: str | None
 
 
 def publish_many(tenant: Tenant, items: Sequence[dict], *, bulk: bool = True) -> list[Published]:
-    """Publish a batch in one transaction: all of it is stored, or none of it.
+    """Publish a batch in the session's transaction and commit the session: all of it is stored, or none of it.
 
-    Errors in a ``bulk`` request name the item, as in ``[3].type``.
+    Errors in a ``bulk`` request name the item, as in ``[3].type``. The rows
+    go in on the session's own connection, so they see what the caller's
+    session wrote (and on SQLite never wait for a write lock it holds).
+    """
+    return _publish(tenant.id, items, bulk, _in_session)
+
+
+def accept(tenant_id: int, items: Sequence[dict], *, bulk: bool) -> list[Published]:
+    """Publish a request's events outside the session: the JSON API's :func:`publish_many`.
+
+    No ORM session is involved while the tenant's profile is unchanged: its
+    bookkeeping (begin, execute, commit) cost more than the statements
+    themselves (docs/benchmarks.md, finding 10). A single event shares its
+    transaction with the other requests of the moment
+    (:mod:`webhooks.groupcommit`); a bulk request is a transaction's worth on
+    its own, and on PostgreSQL two of them write side by side.
+    """
+    return _publish(tenant_id, items, bulk, _own_transaction if bulk else groupcommit.run)
+
+
+def _publish(tenant_id: int, items: Sequence[dict], bulk: bool, run: Callable[[Write], Stored | None]) -> list[Published]:
+    """Check, route and store ``items`` with ``run``, which commits the write or rolls it back.
+
+    Checks and routing use the tenant's profile as this process last saw it;
+    the write compares the profile's fingerprint inside its transaction and
+    writes nothing when it changed (an endpoint edited by another process,
+    say), and the items are checked and routed again with a fresh profile.
 
     Two requests racing with the same idempotency key meet the unique index;
     the loser rolls back and, on its second pass, finds the winner's event.
     """
-    profile = tenant_profile(tenant.id)
     now = now_utc()
     limit = current_app.config["MAX_EVENT_BYTES"]
-    checked = [check_item(profile, item, index if bulk else None, limit) for index, item in enumerate(items)]
+    window = now - timedelta(hours=current_app.config["IDEMPOTENCY_HOURS"])
+    dialect = db.engine.dialect
+    fingerprint, profile = tenant_profile(tenant_id)
+    conflicted = False
+    while True:
+        checked = [check_item(profile, item, index if bulk else None, limit) for index, item in enumerate(items)]
+        targets = route(profile.routes, checked, now)
+        try:
+            stored = run(functools.partial(_store, dialect, tenant_id, fingerprint, checked, targets, now, window))
+        except IntegrityError:
+            # Routed again too: an endpoint deleted meanwhile fails its foreign key.
+            if conflicted:
+                raise
+            conflicted, stored = True, None
+        if stored is not None:
+            return stored.published(now)
+        fingerprint, profile = tenant_profile(tenant_id, fresh=True)
+
+
+def _in_session(write: Write) -> Stored | None:
+    """Run ``write`` on the session's connection and commit the session, as the Python API promises."""
     try:
-        stored = _store(tenant, checked, route(profile.routes, checked, now), now)
-    except IntegrityError:
-        # Routed again too: an endpoint deleted meanwhile fails its foreign key.
-        db.session.rollback()
-        stored = _store(tenant, checked, route(tenant_profile(tenant.id).routes, checked, now), now)
-    db.session.commit()
-    return stored.published(now)
+        stored = write(db.session.connection().connection)
+    except Exception:
+        db.session.rollback()  # a failed statement the session does not know of left the transaction unusable
+        raise
+    if stored is not None:
+        db.session.commit()
+    return stored
+
+
+def _own_transaction(write: Write) -> Stored | None:
+    """Run ``write`` on a pooled connection and commit; the pool rolls back whatever did not commit."""
+    with _driver_errors(db.engine.dialect):
+        connection = db.engine.raw_connection()
+        try:
+            stored = write(connection)
+            connection.commit()
+            return stored
+        finally:
+            connection.close()
+
+
+@contextlib.contextmanager
+def _driver_errors(dialect):
+    """Raise the driver's errors as SQLAlchemy's, which the app's error handlers know
+    (``OperationalError``: the database is gone, 503) and :func:`_publish` retries on."""
+    try:
+        yield
+    except dialect.loaded_dbapi.Error as error:
+        raise driver_error(dialect, error) from error
 
 
 def check_item(profile: Profile, item: Any, index: int | None, limit: int) -> dict:
@@ -196,22 +265,32 @@ def route(routes: Sequence[Route], items: Sequence[dict], now: datetime) -> list
     return targets
 
 
-def tenant_profile(tenant_id: int) -> Profile:
-    """The tenant's profile, reused while the rows it was read from are unchanged.
+def tenant_profile(tenant_id: int, *, fresh: bool = False) -> tuple[tuple, Profile]:
+    """The tenant's profile with the fingerprint of the rows it was read from.
 
-    One small query reads the fingerprint (row counts and latest
-    ``updated_at`` of the endpoints and the catalog, and strict mode), so a
-    change made by any process applies to the next publish, as when every
-    publish read the endpoints itself.
+    The profile is kept per process and read again when ``fresh`` is asked
+    for, which :func:`_publish` does when the fingerprint it checks inside
+    its write no longer matches: so a change made by any process applies to
+    the next publish, as when every publish read the endpoints itself.
     """
-    fingerprint = tuple(db.session.execute(FINGERPRINT, {"tenant": tenant_id}).one())
     cache = current_app.extensions.setdefault("publishing.profiles", {})  # per app: tests reuse tenant ids
     entry = cache.get(tenant_id)
-    if entry is not None and entry[0] == fingerprint:
-        return entry[1]
-    profile = Profile(bool(fingerprint[-1]), catalog.validators(tenant_id), _load_routes(tenant_id))
-    cache[tenant_id] = (fingerprint, profile)
-    return profile
+    if entry is None or fresh:
+        connection = db.session.connection()
+        with _driver_errors(connection.dialect), contextlib.closing(connection.connection.cursor()) as cursor:
+            fingerprint = _fingerprint(cursor, connection.dialect.name, tenant_id)
+        profile = Profile(bool(fingerprint[-1]), catalog.validators(tenant_id), _load_routes(tenant_id))
+        entry = cache[tenant_id] = (fingerprint, profile)
+    return entry
+
+
+def _fingerprint(cursor, dialect: str, tenant_id: int) -> tuple:
+    """Row counts and latest ``updated_at`` of the tenant's endpoints and catalog, and its strict mode.
+
+    Read with a DBAPI cursor wherever it is read, so that two readings compare equal.
+    """
+    cursor.execute(FINGERPRINT[dialect], {"tenant": tenant_id})
+    return tuple(cursor.fetchone())
 
 
 def _load_routes(tenant_id: int) -> tuple[Route, ...]:
@@ -222,13 +301,14 @@ def _load_routes(tenant_id: int) -> tuple[Route, ...]:
 
 # Every change to an endpoint or a catalog entry sets its updated_at (the models'
 # onupdate), and adding or deleting one changes the count.
-FINGERPRINT = text(
+_FINGERPRINT = (
     "SELECT (SELECT count(*) FROM endpoints WHERE tenant_id = :tenant),"
     " (SELECT max(updated_at) FROM endpoints WHERE tenant_id = :tenant),"
     " (SELECT count(*) FROM event_types WHERE tenant_id = :tenant),"
     " (SELECT max(updated_at) FROM event_types WHERE tenant_id = :tenant),"
     " (SELECT strict_event_types FROM tenants WHERE id = :tenant)"
 )
+FINGERPRINT = {"sqlite": _FINGERPRINT, "postgresql": _FINGERPRINT.replace(":tenant", "%(tenant)s")}
 
 
 @dataclass(frozen=True)
@@ -253,16 +333,35 @@ class Stored:
         return results
 
 
-def _store(tenant: Tenant, items: list[dict], targets: list[Sequence[int]], now: datetime) -> Stored:
-    existing = _existing_events(tenant, [item["idempotency_key"] for item in items if item["idempotency_key"]], now)
+# A write of :func:`_publish`: a function of a DBAPI connection that does not commit.
+Write = Callable[[Any], "Stored | None"]
+
+
+def _store(dialect, tenant_id: int, fingerprint: tuple, items: list[dict], targets: list[Sequence[int]],
+           now: datetime, window: datetime, connection) -> Stored | None:
+    """Write the events and their deliveries on a DBAPI ``connection``, which the caller commits.
+
+    Writes nothing and returns None when the tenant's fingerprint is no
+    longer ``fingerprint``: ``items`` were checked and routed by a profile
+    that is out of date.
+    """
+    with _driver_errors(dialect), contextlib.closing(connection.cursor()) as cursor:
+        if _fingerprint(cursor, dialect.name, tenant_id) != fingerprint:
+            return None
+        return _write_rows(cursor, dialect, tenant_id, items, targets, now, window)
+
+
+def _write_rows(cursor, dialect, tenant_id: int, items: list[dict], targets: list[Sequence[int]],
+                now: datetime, window: datetime) -> Stored:
+    keys = {item["idempotency_key"] for item in items if item["idempotency_key"]}
+    existing = _existing_events(cursor, dialect, tenant_id, keys, window) if keys else {}
     fresh: list[int] = []  # indexes of the items stored as new events
     plan: list[tuple[str, Any]] = []  # per item: ("existing", Published) | ("new" | "repeat", index in fresh)
     row_of_key: dict[str, int] = {}
     for index, item in enumerate(items):
         key = item["idempotency_key"]
         if key in existing:
-            event = existing[key]
-            plan.append(("existing", Published(event.id, event.uid, event.type, event.created_at, _delivery_count(event.id), created=False)))
+            plan.append(("existing", existing[key]))
         elif key and key in row_of_key:
             plan.append(("repeat", row_of_key[key]))  # the same key twice in one batch
         else:
@@ -274,15 +373,12 @@ def _store(tenant: Tenant, items: list[dict], targets: list[Sequence[int]], now:
     new_targets = [targets[index] for index in fresh]
     ids: list[int] = []
     if new_items:
-        connection = db.session.connection()
-        if connection.dialect.name == "postgresql":
-            ids = _insert_postgresql(connection, tenant.id, new_items, new_targets, now)
-        else:
-            ids = _insert_sqlite(connection, tenant.id, new_items, new_targets, now)
+        insert = _insert_postgresql if dialect.name == "postgresql" else _insert_sqlite
+        ids = insert(cursor, tenant_id, new_items, new_targets, _datetime_processor(dialect)(now))
     return Stored(plan, new_items, ids, new_targets)
 
 
-def _insert_postgresql(connection, tenant_id: int, items: list[dict], targets: list[Sequence[int]], now: datetime) -> list[int]:
+def _insert_postgresql(cursor, tenant_id: int, items: list[dict], targets: list[Sequence[int]], now: Any) -> list[int]:
     """Insert the events and their deliveries; return the events' ids in the order of ``items``.
 
     One JSON document per table instead of arrays: psycopg escapes array
@@ -291,16 +387,16 @@ def _insert_postgresql(connection, tenant_id: int, items: list[dict], targets: l
     \\u0000 inside a document they take apart (the json column keeps it).
     """
     rows = ",".join(json.dumps([item["uid"], item["type"], item["json"], item["idempotency_key"]]) for item in items)
-    returned = connection.execute(INSERT_EVENTS_PG, {"rows": f"[{rows}]", "tenant_id": tenant_id, "now": now})
-    id_of = {uid: id for id, uid in returned}  # the order of RETURNING rows is not promised
+    cursor.execute(INSERT_EVENTS_PG, {"rows": f"[{rows}]", "tenant_id": tenant_id, "now": now})
+    id_of = {uid: id for id, uid in cursor.fetchall()}  # the order of RETURNING rows is not promised
     ids = [id_of[item["uid"]] for item in items]
     pairs = [(event_id, endpoint_id, item["type"]) for item, event_id, chosen in zip(items, ids, targets) for endpoint_id in chosen]
     if pairs:
-        connection.execute(INSERT_DELIVERIES_PG, {"rows": json.dumps(pairs), "tenant_id": tenant_id, "now": now})
+        cursor.execute(INSERT_DELIVERIES_PG, {"rows": json.dumps(pairs), "tenant_id": tenant_id, "now": now})
     return ids
 
 
-def _insert_sqlite(connection, tenant_id: int, items: list[dict], targets: list[Sequence[int]], now: datetime) -> list[int]:
+def _insert_sqlite(cursor, tenant_id: int, items: list[dict], targets: list[Sequence[int]], now: Any) -> list[int]:
     """Insert the events and their deliveries; return the events' ids in the order of ``items``.
 
     Each table's rows go in as one statement over a JSON array, both built
@@ -314,12 +410,12 @@ def _insert_sqlite(connection, tenant_id: int, items: list[dict], targets: list[
     events get consecutive ids ending at the last one, and a delivery names
     its event by its offset in ``items``.
     """
-    stamp = _stored(connection, now)
     events, deliveries = _sqlite_documents(items, targets)
-    last = connection.exec_driver_sql(INSERT_EVENTS_SQLITE, (events, tenant_id, stamp)).lastrowid
+    cursor.execute(INSERT_EVENTS_SQLITE, (events, tenant_id, now))
+    last = cursor.lastrowid
     first = last - len(items) + 1
     if deliveries != "[]":
-        connection.exec_driver_sql(INSERT_DELIVERIES_SQLITE, (deliveries, tenant_id, stamp, first))
+        cursor.execute(INSERT_DELIVERIES_SQLITE, (deliveries, tenant_id, now, first))
     return list(range(first, last + 1))
 
 
@@ -346,19 +442,20 @@ def _json_or_null(value: str | None) -> str:
     return "null" if value is None else quote(value)
 
 
-def _stored(connection, moment: datetime) -> Any:
-    """``moment`` as :class:`UTCDateTime` binds it on this connection, converted once per request."""
-    processor = _datetime_processor(connection.dialect)
-    return processor(moment) if processor else moment
+@functools.cache
+def _datetime_processor(dialect) -> Callable[[datetime], Any]:
+    """What :class:`UTCDateTime` binds for a moment on this dialect (SQLite: text in UTC)."""
+    return UTCDateTime().dialect_impl(dialect).bind_processor(dialect) or (lambda moment: moment)
 
 
 @functools.cache
-def _datetime_processor(dialect):
-    return UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+def _datetime_reader(dialect) -> Callable[[Any], datetime]:
+    """How :class:`UTCDateTime` reads a stored moment back on this dialect, timezone-aware."""
+    return UTCDateTime().dialect_impl(dialect).result_processor(dialect, None)
 
 
 # Plain statements: per-row bind processing through the ORM cost more than the
-# inserts themselves (docs/benchmarks.md, finding 6). Column lists are those of
+# inserts themselves (docs/benchmarks.md, finding 4). Column lists are those of
 # models.Event and models.Delivery; the rest take their server defaults (NULL).
 # ORDER BY key: rows go in in the order of the array (ordered endpoints deliver by id).
 INSERT_EVENTS_SQLITE = (
@@ -373,42 +470,53 @@ INSERT_DELIVERIES_SQLITE = (
     " ?3, 'scheduled', 0, ?3, ?3 FROM json_each(?1) ORDER BY key"
 )
 # WITH ORDINALITY ... ORDER BY: ids follow the order of the request (ordered endpoints deliver by id).
-INSERT_EVENTS_PG = text(
+INSERT_EVENTS_PG = (
     "INSERT INTO events (uid, tenant_id, type, payload, idempotency_key, created_at)"
-    " SELECT u.row->>0, :tenant_id, u.row->>1, CAST(u.row->>2 AS JSON), u.row->>3, :now"
-    " FROM json_array_elements(CAST(:rows AS JSON)) WITH ORDINALITY AS u(row, n) ORDER BY u.n"
+    " SELECT u.row->>0, %(tenant_id)s, u.row->>1, CAST(u.row->>2 AS JSON), u.row->>3, %(now)s"
+    " FROM json_array_elements(CAST(%(rows)s AS JSON)) WITH ORDINALITY AS u(row, n) ORDER BY u.n"
     " RETURNING id, uid"
-).bindparams(bindparam("now", type_=UTCDateTime))
-INSERT_DELIVERIES_PG = text(
+)
+INSERT_DELIVERIES_PG = (
     "INSERT INTO deliveries (tenant_id, event_id, endpoint_id, event_type, status, next_attempt_at, next_trigger,"
     " attempts, created_at, updated_at)"
-    f" SELECT :tenant_id, CAST(u.row->>0 AS BIGINT), CAST(u.row->>1 AS INTEGER), u.row->>2, '{PENDING}', :now,"
-    " 'scheduled', 0, :now, :now"
-    " FROM json_array_elements(CAST(:rows AS JSON)) WITH ORDINALITY AS u(row, n) ORDER BY u.n"
-).bindparams(bindparam("now", type_=UTCDateTime))
+    f" SELECT %(tenant_id)s, CAST(u.row->>0 AS BIGINT), CAST(u.row->>1 AS INTEGER), u.row->>2, '{PENDING}', %(now)s,"
+    " 'scheduled', 0, %(now)s, %(now)s"
+    " FROM json_array_elements(CAST(%(rows)s AS JSON)) WITH ORDINALITY AS u(row, n) ORDER BY u.n"
+)
+# The events under some idempotency keys, with how many deliveries each made;
+# both forms look each key up in the (tenant_id, idempotency_key) index.
+_EXISTING_EVENTS = (
+    "SELECT id, uid, type, created_at, idempotency_key,"
+    " (SELECT count(*) FROM deliveries WHERE deliveries.event_id = events.id)"
+    " FROM events WHERE tenant_id = {tenant} AND idempotency_key {keys}"
+)
+EXISTING_EVENTS = {
+    "sqlite": _EXISTING_EVENTS.format(tenant=":tenant", keys="IN (SELECT value FROM json_each(:keys))"),
+    "postgresql": _EXISTING_EVENTS.format(tenant="%(tenant)s", keys="= ANY(%(keys)s)"),
+}
+RELEASE_KEY = {
+    "sqlite": "UPDATE events SET idempotency_key = NULL WHERE id = :id",
+    "postgresql": "UPDATE events SET idempotency_key = NULL WHERE id = %(id)s",
+}
 
 
-def _existing_events(tenant: Tenant, keys: list[str], now: datetime) -> dict[str, Event]:
-    """Events already published under these keys within the idempotency window.
+def _existing_events(cursor, dialect, tenant_id: int, keys: set[str], window: datetime) -> dict[str, Published]:
+    """The answers for events already published under these keys since ``window``.
 
     A key older than the window is released (set to NULL on its old event), so
     the unique index admits the new event that reuses it.
     """
-    if not keys:
-        return {}
-    window = now - timedelta(hours=current_app.config["IDEMPOTENCY_HOURS"])
-    found = db.session.scalars(select(Event).where(Event.tenant_id == tenant.id, Event.idempotency_key.in_(set(keys))))
+    listed = sorted(keys)  # psycopg sends a list as an array; SQLite reads a JSON one
+    cursor.execute(EXISTING_EVENTS[dialect.name], {"tenant": tenant_id, "keys": listed if dialect.name == "postgresql" else json.dumps(listed)})
+    read_moment = _datetime_reader(dialect)
     live = {}
-    for event in found:
-        if event.created_at >= window:
-            live[event.idempotency_key] = event
+    for id, uid, type, created_at, key, deliveries in cursor.fetchall():
+        created_at = read_moment(created_at)
+        if created_at >= window:
+            live[key] = Published(id, uid, type, created_at, deliveries, created=False)
         else:
-            db.session.execute(update(Event).where(Event.id == event.id).values(idempotency_key=None))
+            cursor.execute(RELEASE_KEY[dialect.name], {"id": id})
     return live
-
-
-def _delivery_count(event_id: int) -> int:
-    return db.session.scalar(select(db.func.count()).select_from(Delivery).where(Delivery.event_id == event_id))
 
 
 def direct_event(endpoint: Endpoint, event_type: str, payload: Any) -> Published:
