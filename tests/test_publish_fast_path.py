@@ -248,3 +248,14 @@ def test_a_key_whose_tenant_was_deleted_elsewhere_creates_nothing(app, api, rece
     assert response.status_code == 401
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Endpoint)) == 0
+
+
+def test_the_python_api_routes_to_an_endpoint_added_in_the_same_session(app, api, receiver):
+    api.publish()  # the tenant's profile is cached now, without endpoints
+    with app.app_context():
+        tenant = db.session.get(Tenant, api.tenant_id)
+        endpoint = Endpoint(tenant_id=tenant.id, url=receiver.url, secret="whsec_" + "A" * 32)
+        db.session.add(endpoint)  # pending, not flushed
+        published = publishing.publish(tenant, "order.created", {"n": 1})
+        deliveries = db.session.scalars(select(Delivery.endpoint_id).where(Delivery.event_id == published.id)).all()
+        assert published.deliveries == 1 and deliveries == [endpoint.id]

@@ -1,14 +1,14 @@
 """Publishing: an event comes in, deliveries go out.
 
-``publish`` is the Python API host applications call; the HTTP API calls the
-same function. It validates the event against the tenant's catalog, honours
+``publish`` is the Python API host applications call; the HTTP API calls
+``accept``, the same code without the ORM session. It validates the event against the tenant's catalog, honours
 idempotency keys, and creates one pending delivery per endpoint that
 subscribes to the type and whose filter matches, all in one transaction.
 
 Publishing is the hub's hottest write, so it avoids the ORM: what it needs to
 know about a tenant (strict mode, catalog validators, routes) is kept per
-process and checked, inside the write's transaction, against a fingerprint of
-the rows it came from; the rows go in on the driver's own connection, with
+process and checked, by the write itself, against a fingerprint of the rows
+it came from; the rows go in on the driver's own connection, with
 one plain statement per table. Routing is decided before the first
 ``INSERT``, because on SQLite that statement takes the database's single
 write lock until the commit; the answer is built after it.
@@ -115,9 +115,11 @@ def publish_many(tenant: Tenant, items: Sequence[dict], *, bulk: bool = True) ->
     """Publish a batch in the session's transaction and commit the session: all of it is stored, or none of it.
 
     Errors in a ``bulk`` request name the item, as in ``[3].type``. The rows
-    go in on the session's own connection, so they see what the caller's
-    session wrote (and on SQLite never wait for a write lock it holds).
+    go in on the session's own connection, after what the caller's session
+    has pending: an endpoint added there gets the event, and on SQLite the
+    write never waits for a lock the session holds.
     """
+    db.session.flush()
     return _publish(tenant.id, items, bulk, _in_session)
 
 
@@ -126,7 +128,7 @@ def accept(tenant_id: int, items: Sequence[dict], *, bulk: bool) -> list[Publish
 
     No ORM session is involved while the tenant's profile is unchanged: its
     bookkeeping (begin, execute, commit) cost more than the statements
-    themselves (docs/benchmarks.md, finding 10). A single event shares its
+    themselves (docs/benchmarks.md, finding 13). A single event shares its
     transaction with the other requests of the moment
     (:mod:`webhooks.groupcommit`); a bulk request is a transaction's worth on
     its own, and on PostgreSQL two of them write side by side.
@@ -138,9 +140,10 @@ def _publish(tenant_id: int, items: Sequence[dict], bulk: bool, run: Callable[[W
     """Check, route and store ``items`` with ``run``, which commits the write or rolls it back.
 
     Checks and routing use the tenant's profile as this process last saw it;
-    the write compares the profile's fingerprint inside its transaction and
-    writes nothing when it changed (an endpoint edited by another process,
-    say), and the items are checked and routed again with a fresh profile.
+    the write reads the profile's fingerprint first, on its own connection,
+    and writes nothing when it changed (an endpoint edited by another
+    process, say): the items are checked and routed again with a fresh
+    profile. So a change committed before a publish began applies to it.
 
     Two requests racing with the same idempotency key meet the unique index;
     the loser rolls back and, on its second pass, finds the winner's event.
