@@ -34,8 +34,9 @@ def authenticate():
 def tenant_row() -> Tenant:
     """The caller's tenant as a row of this request's session, for new objects that link to it.
 
-    A key is honoured for a few seconds after its tenant is deleted elsewhere
-    (see ``auth.KEY_CACHE_SECONDS``); the row is gone by then, and so is the key.
+    Another process may have deleted the tenant, and its keys with it, while
+    this one still honours a key it checked (for ``auth.KEY_CACHE_SECONDS``):
+    that is refused like the deleted key.
     """
     tenant = db.session.get(Tenant, g.tenant.id)
     if tenant is None:

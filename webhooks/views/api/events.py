@@ -43,7 +43,7 @@ def get_event(event_id: int):
 
 
 def _answer(data: dict) -> Response:
-    # Flat answers of known types: plain json.dumps, without jsonify's provider and key sorting.
+    # Plain dicts of ids, strings and numbers: json.dumps, without jsonify's provider and key sorting.
     return current_app.response_class(json.dumps(data, separators=(",", ":")) + "\n", 202, mimetype="application/json")
 
 

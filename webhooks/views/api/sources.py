@@ -19,8 +19,8 @@ from webhooks.views.api import decode_cursor
 from webhooks.views.api import encode_cursor
 from webhooks.views.api import json_object
 from webhooks.views.api import owned
-from webhooks.views.api import tenant_row
 from webhooks.views.api import page_limit
+from webhooks.views.api import tenant_row
 
 
 @bp.post("/sources")
