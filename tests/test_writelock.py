@@ -193,7 +193,7 @@ def test_without_checkpoints_the_wal_grows(database, monkeypatch):
     assert wal.stat().st_size > 300 * 4096 / 2
 
 
-def write_from_threads(database, threads: int = 3, commits: int = 300) -> int:
+def write_from_threads(database, threads: int = 2, commits: int = 1000) -> int:
     """Threads each commit one-row transactions on their own connection, back to back; returns the WAL's size."""
 
     connections = [connect(database, timeout=30) for _ in range(threads)]
@@ -221,11 +221,12 @@ def test_the_wal_starts_over_under_steady_writers(database, monkeypatch):
     RESTART_FRAMES a checkpoint finishes with the writers held off, and the WAL is reused."""
     monkeypatch.setattr(writelock, "CHECKPOINT_EVERY", 0.0)
     monkeypatch.setattr(writelock, "RESTART_FRAMES", 50)
-    assert write_from_threads(database) < 400 * 4096
+    assert write_from_threads(database) < 150 * 4096  # about 55 pages in practice
 
 
 def test_without_the_finishing_checkpoint_steady_writers_grow_the_wal(database, monkeypatch):
     """The control for the test above."""
     monkeypatch.setattr(writelock, "CHECKPOINT_EVERY", 0.0)
     monkeypatch.setattr(writelock, "RESTART_FRAMES", 10**9)
-    assert write_from_threads(database) > 600 * 4096
+    # 800-2,000 pages in practice: now and then a passive checkpoint catches up by luck.
+    assert write_from_threads(database) > 300 * 4096
