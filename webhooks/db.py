@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sqlite3
@@ -252,17 +253,19 @@ class DriverStatement:
             for name, processor in self.processors.items():
                 if name in values:
                     values[name] = processor(values[name])
-        try:
+        with driver_errors(self.dialect, self.sql):
             cursor.execute(self.sql, values if self.order is None else tuple(values[name] for name in self.order))
-        except self.dialect.loaded_dbapi.Error as error:
-            raise driver_error(self.dialect, error, self.sql) from error
         return cursor
 
 
-def driver_error(dialect, error: Exception, statement: str | None = None) -> DBAPIError:
-    """The driver's ``error`` as SQLAlchemy would have raised it (``OperationalError`` for a
-    database gone, ``IntegrityError``...), which is what the app's error handlers catch."""
-    return DBAPIError.instance(statement, None, error, dialect.loaded_dbapi.Error, dialect=dialect)
+@contextlib.contextmanager
+def driver_errors(dialect, statement: str | None = None):
+    """Raise the driver's errors as SQLAlchemy would have (``OperationalError`` for a database
+    gone, ``IntegrityError``...), which is what the app's error handlers and retries catch."""
+    try:
+        yield
+    except dialect.loaded_dbapi.Error as error:
+        raise DBAPIError.instance(statement, None, error, dialect.loaded_dbapi.Error, dialect=dialect) from error
 
 
 def is_postgres() -> bool:

@@ -27,7 +27,7 @@ from typing import Any
 from flask import current_app
 
 from webhooks.db import db
-from webhooks.db import driver_error
+from webhooks.db import driver_errors
 
 Unit = Callable[[Any], Any]  # of a DBAPI connection
 # How many units one transaction takes, and how many batches one leader runs
@@ -144,11 +144,8 @@ def _run_alone(connection, ticket: Ticket) -> None:
 
 
 def _commit(connection) -> None:
-    dialect = db.engine.dialect
-    try:
+    with driver_errors(db.engine.dialect, "COMMIT"):
         connection.commit()
-    except dialect.loaded_dbapi.Error as error:
-        raise driver_error(dialect, error, "COMMIT") from error
 
 
 def run(unit: Unit) -> Any:

@@ -38,7 +38,8 @@ from webhooks import filters
 from webhooks import groupcommit
 from webhooks.db import UTCDateTime
 from webhooks.db import db
-from webhooks.db import driver_error
+from webhooks.db import DriverStatement
+from webhooks.db import driver_errors
 from webhooks.db import now_utc
 from webhooks.errors import ApiError
 from webhooks.models import PENDING
@@ -183,7 +184,7 @@ def _in_session(write: Write) -> Stored | None:
 
 def _own_transaction(write: Write) -> Stored | None:
     """Run ``write`` on a pooled connection and commit; the pool rolls back whatever did not commit."""
-    with _driver_errors(db.engine.dialect):
+    with driver_errors(db.engine.dialect):
         connection = db.engine.raw_connection()
         try:
             stored = write(connection)
@@ -191,16 +192,6 @@ def _own_transaction(write: Write) -> Stored | None:
             return stored
         finally:
             connection.close()
-
-
-@contextlib.contextmanager
-def _driver_errors(dialect):
-    """Raise the driver's errors as SQLAlchemy's, which the app's error handlers know
-    (``OperationalError``: the database is gone, 503) and :func:`_publish` retries on."""
-    try:
-        yield
-    except dialect.loaded_dbapi.Error as error:
-        raise driver_error(dialect, error) from error
 
 
 def check_item(profile: Profile, item: Any, index: int | None, limit: int) -> dict:
@@ -280,20 +271,19 @@ def tenant_profile(tenant_id: int, *, fresh: bool = False) -> tuple[tuple, Profi
     entry = cache.get(tenant_id)
     if entry is None or fresh:
         connection = db.session.connection()
-        with _driver_errors(connection.dialect), contextlib.closing(connection.connection.cursor()) as cursor:
-            fingerprint = _fingerprint(cursor, connection.dialect.name, tenant_id)
+        with driver_errors(connection.dialect), contextlib.closing(connection.connection.cursor()) as cursor:
+            fingerprint = _fingerprint(cursor, connection.dialect, tenant_id)
         profile = Profile(bool(fingerprint[-1]), catalog.validators(tenant_id), _load_routes(tenant_id))
         entry = cache[tenant_id] = (fingerprint, profile)
     return entry
 
 
-def _fingerprint(cursor, dialect: str, tenant_id: int) -> tuple:
+def _fingerprint(cursor, dialect, tenant_id: int) -> tuple:
     """Row counts and latest ``updated_at`` of the tenant's endpoints and catalog, and its strict mode.
 
     Read with a DBAPI cursor wherever it is read, so that two readings compare equal.
     """
-    cursor.execute(FINGERPRINT[dialect], {"tenant": tenant_id})
-    return tuple(cursor.fetchone())
+    return tuple(_statements(dialect).fingerprint.execute(cursor, {"tenant": tenant_id}).fetchone())
 
 
 def _load_routes(tenant_id: int) -> tuple[Route, ...]:
@@ -304,14 +294,13 @@ def _load_routes(tenant_id: int) -> tuple[Route, ...]:
 
 # Every change to an endpoint or a catalog entry sets its updated_at (the models'
 # onupdate), and adding or deleting one changes the count.
-_FINGERPRINT = (
+FINGERPRINT = (
     "SELECT (SELECT count(*) FROM endpoints WHERE tenant_id = :tenant),"
     " (SELECT max(updated_at) FROM endpoints WHERE tenant_id = :tenant),"
     " (SELECT count(*) FROM event_types WHERE tenant_id = :tenant),"
     " (SELECT max(updated_at) FROM event_types WHERE tenant_id = :tenant),"
     " (SELECT strict_event_types FROM tenants WHERE id = :tenant)"
 )
-FINGERPRINT = {"sqlite": _FINGERPRINT, "postgresql": _FINGERPRINT.replace(":tenant", "%(tenant)s")}
 
 
 @dataclass(frozen=True)
@@ -348,8 +337,8 @@ def _store(dialect, tenant_id: int, fingerprint: tuple, items: list[dict], targe
     longer ``fingerprint``: ``items`` were checked and routed by a profile
     that is out of date.
     """
-    with _driver_errors(dialect), contextlib.closing(connection.cursor()) as cursor:
-        if _fingerprint(cursor, dialect.name, tenant_id) != fingerprint:
+    with driver_errors(dialect), contextlib.closing(connection.cursor()) as cursor:
+        if _fingerprint(cursor, dialect, tenant_id) != fingerprint:
             return None
         return _write_rows(cursor, dialect, tenant_id, items, targets, now, window)
 
@@ -488,19 +477,30 @@ INSERT_DELIVERIES_PG = (
 )
 # The events under some idempotency keys, with how many deliveries each made;
 # both forms look each key up in the (tenant_id, idempotency_key) index.
-_EXISTING_EVENTS = (
+EXISTING_EVENTS = (
     "SELECT id, uid, type, created_at, idempotency_key,"
     " (SELECT count(*) FROM deliveries WHERE deliveries.event_id = events.id)"
-    " FROM events WHERE tenant_id = {tenant} AND idempotency_key {keys}"
+    " FROM events WHERE tenant_id = :tenant AND idempotency_key {keys}"
 )
-EXISTING_EVENTS = {
-    "sqlite": _EXISTING_EVENTS.format(tenant=":tenant", keys="IN (SELECT value FROM json_each(:keys))"),
-    "postgresql": _EXISTING_EVENTS.format(tenant="%(tenant)s", keys="= ANY(%(keys)s)"),
-}
-RELEASE_KEY = {
-    "sqlite": "UPDATE events SET idempotency_key = NULL WHERE id = :id",
-    "postgresql": "UPDATE events SET idempotency_key = NULL WHERE id = %(id)s",
-}
+# A list of keys: psycopg sends a Python list as an array; SQLite reads a JSON one.
+KEYS_IN = {"postgresql": "= ANY(:keys)", "sqlite": "IN (SELECT value FROM json_each(:keys))"}
+RELEASE_KEY = "UPDATE events SET idempotency_key = NULL WHERE id = :id"
+
+
+@dataclass(frozen=True)
+class Statements:
+    fingerprint: DriverStatement
+    existing_events: DriverStatement
+    release_key: DriverStatement
+
+
+@functools.cache
+def _statements(dialect) -> Statements:
+    return Statements(
+        DriverStatement(FINGERPRINT, dialect),
+        DriverStatement(EXISTING_EVENTS.format(keys=KEYS_IN[dialect.name]), dialect),
+        DriverStatement(RELEASE_KEY, dialect),
+    )
 
 
 def _existing_events(cursor, dialect, tenant_id: int, keys: set[str], window: datetime) -> dict[str, Published]:
@@ -509,8 +509,9 @@ def _existing_events(cursor, dialect, tenant_id: int, keys: set[str], window: da
     A key older than the window is released (set to NULL on its old event), so
     the unique index admits the new event that reuses it.
     """
-    listed = sorted(keys)  # psycopg sends a list as an array; SQLite reads a JSON one
-    cursor.execute(EXISTING_EVENTS[dialect.name], {"tenant": tenant_id, "keys": listed if dialect.name == "postgresql" else json.dumps(listed)})
+    listed = sorted(keys)
+    statements = _statements(dialect)
+    statements.existing_events.execute(cursor, {"tenant": tenant_id, "keys": listed if dialect.name == "postgresql" else json.dumps(listed)})
     read_moment = _datetime_reader(dialect)
     live = {}
     for id, uid, type, created_at, key, deliveries in cursor.fetchall():
@@ -518,7 +519,7 @@ def _existing_events(cursor, dialect, tenant_id: int, keys: set[str], window: da
         if created_at >= window:
             live[key] = Published(id, uid, type, created_at, deliveries, created=False)
         else:
-            cursor.execute(RELEASE_KEY[dialect.name], {"id": id})
+            statements.release_key.execute(cursor, {"id": id})
     return live
 
 
