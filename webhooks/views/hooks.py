@@ -7,14 +7,12 @@ but POST gets a proper 405 with ``Allow``.
 
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint
-from flask import current_app
 from flask import request
 
 from webhooks import inbound
 from webhooks.errors import error_response
+from webhooks.views import json_answer
 
 bp = Blueprint("hooks", __name__, url_prefix="/hooks")
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -26,6 +24,4 @@ def receive(tenant: str, source: str | None):
     answer = inbound.receive(request, tenant, source)
     if answer.status >= 400:
         return error_response(answer.status, answer.message, headers=answer.headers)
-    # The answer is a small flat object: plain json.dumps, without jsonify's provider and sorting.
-    body = json.dumps(answer.body, separators=(",", ":")) + "\n"
-    return current_app.response_class(body, answer.status, answer.headers, mimetype="application/json")
+    return json_answer(answer.body, answer.status, answer.headers)

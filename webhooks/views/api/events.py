@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
-from flask import Response
 from flask import current_app
 from flask import g
 from sqlalchemy import select
@@ -15,6 +12,7 @@ from webhooks.db import db
 from webhooks.errors import ApiError
 from webhooks.models import Delivery
 from webhooks.models import Event
+from webhooks.views import json_answer
 from webhooks.views.api import bp
 from webhooks.views.api import json_body
 from webhooks.views.api import owned
@@ -28,11 +26,11 @@ def publish_events():
         if not body or len(body) > limit:
             raise ApiError(422, f"a bulk request carries 1 to {limit} events, not {len(body)}")
         results = publishing.accept(g.tenant.id, body, bulk=True)
-        return _answer({"data": [_accepted(result) for result in results]})
+        return json_answer({"data": [_accepted(result) for result in results]}, 202)
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be an event object or a list of them")
     result = publishing.accept(g.tenant.id, [body], bulk=False)[0]
-    return _answer(_accepted(result))
+    return json_answer(_accepted(result), 202)
 
 
 @bp.get("/events/<int:event_id>")
@@ -40,11 +38,6 @@ def get_event(event_id: int):
     event = owned(Event, event_id, "event")
     deliveries = db.session.scalars(select(Delivery).where(Delivery.event_id == event.id).order_by(Delivery.id))
     return {**serialize.event(event), "deliveries": [serialize.delivery(d) for d in deliveries]}
-
-
-def _answer(data: dict) -> Response:
-    # Plain dicts of ids, strings and numbers: json.dumps, without jsonify's provider and key sorting.
-    return current_app.response_class(json.dumps(data, separators=(",", ":")) + "\n", 202, mimetype="application/json")
 
 
 def _accepted(result: publishing.Published) -> dict:
