@@ -1,6 +1,6 @@
 """Multi-worker delivery on PostgreSQL: 1, 2 and 4 ``flask --app app worker`` processes in one run.
 
-    .venv/bin/python -m bench.multiworker [--events 4000] [--workers 1,2,4] [--threads 8] [--write]
+    .venv/bin/python -m bench.multiworker [--events 10000] [--workers 1,2,4] [--threads 8] [--write]
 
 Each round gets a fresh database holding a backlog of ``--events`` due
 deliveries over 10 endpoints of one loopback receiver (``bench.receiver``, in
@@ -77,6 +77,9 @@ def round_trip(receiver: ReceiverProcess, folder: Path, server: str, events: int
     if received != events or attempts != events:
         raise RuntimeError(f"{received} requests received, {attempts} attempts recorded, for {events} deliveries")
     measured = events - before
+    if measured <= 0:
+        raise RuntimeError(f"{processes} worker(s) delivered all {events:,} while starting up: nothing left to time; "
+                           "give a larger --events")
     return {
         "processes": processes,
         "rate": measured / elapsed,
@@ -115,7 +118,7 @@ def write_section(text: str) -> None:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.multiworker", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=4000, help="due deliveries per round")
+    parser.add_argument("--events", type=int, default=10000, help="due deliveries per round")
     parser.add_argument("--workers", default="1,2,4", help="worker process counts, one round each")
     parser.add_argument("--threads", type=int, default=8, help="WEBHOOKS_DELIVERY_CONCURRENCY of each worker")
     parser.add_argument("--postgres", default=os.environ.get("WEBHOOKS_BENCH_POSTGRES_URL", DEFAULT_POSTGRES))
