@@ -129,3 +129,18 @@ def test_driver_errors_reach_the_caller_as_sqlalchemys(app, table):
     assert outcomes[0] == 10
     assert isinstance(outcomes[1], IntegrityError) and isinstance(outcomes[1], DBAPIError)
     assert stored(app) == [0, 1]
+
+
+def test_a_connection_lost_mid_batch_fails_its_units_with_sqlalchemys_errors(app, table):
+    """When even the rollback fails (the connection is gone), every waiting unit gets an error the
+    app's handlers know, and the queue takes the next batch on a fresh connection."""
+
+    def lost(connection):
+        connection.driver_connection.close()  # as a database restart would leave it
+        raise RuntimeError("the connection went away")
+
+    outcomes = behind_a_busy_leader(app, [lost, insert(1)])
+    assert all(isinstance(outcome, DBAPIError) for outcome in outcomes.values()), outcomes
+    threads, after = run_in_threads(app, [insert(2)])
+    threads[0].join(10)
+    assert after == {0: 20} and 2 in stored(app)

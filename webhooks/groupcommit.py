@@ -108,7 +108,8 @@ def write(batch: list[Ticket]) -> None:
     try:
         connection = db.engine.raw_connection()
         try:
-            _write(connection, batch)
+            with driver_errors(db.engine.dialect):  # a rollback on a connection gone raises the driver's own
+                _write(connection, batch)
         finally:
             connection.close()
     except BaseException as error:
