@@ -39,6 +39,22 @@ def test_scenario_runs_and_prints_its_figures(name, tmp_path):
     assert f"== {SCENARIOS[name].title}: {'pass' if finished.returncode == 0 else 'MISSED'}" in finished.stdout
 
 
+def test_multiworker_runs_and_prints_its_table():
+    """``bench.multiworker`` is run by hand (PostgreSQL only); a backlog small enough for seconds."""
+    url = os.environ.get("WEBHOOKS_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("needs PostgreSQL: set WEBHOOKS_TEST_POSTGRES_URL (.ci/run does)")
+    if os.environ.get("WEBHOOKS_TEST_DB") == "postgres":
+        pytest.skip("runs in the SQLite pass: the benchmark makes its own PostgreSQL databases")
+    command = [sys.executable, "-m", "bench.multiworker", "--events", "800", "--workers", "1,2", "--threads", "2",
+               "--postgres", url]
+    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    output = finished.stdout + finished.stderr
+    assert finished.returncode == 0, output
+    rows = [line.split("|")[1].strip() for line in finished.stdout.splitlines() if line.startswith("| ") and "x |" in line]
+    assert rows == ["1", "2"], output
+
+
 def test_docs_get_figures_and_command_and_keep_other_sections(tmp_path):
     """The generated block is replaced on every full run; hand-written sections stay."""
     from bench.report import Figure
