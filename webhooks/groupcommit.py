@@ -106,12 +106,14 @@ def write(batch: list[Ticket]) -> None:
     finishes the tickets still waiting with it; the queue goes on.
     """
     try:
-        connection = db.engine.raw_connection()
-        try:
-            with driver_errors(db.engine.dialect):  # a rollback on a connection gone raises the driver's own
+        # Checking a connection out, rolling it back or giving it back when the database
+        # is gone can raise the driver's own errors.
+        with driver_errors(db.engine.dialect):
+            connection = db.engine.raw_connection()
+            try:
                 _write(connection, batch)
-        finally:
-            connection.close()
+            finally:
+                connection.close()
     except BaseException as error:
         for ticket in batch:
             if not ticket.done.is_set():
@@ -142,6 +144,23 @@ def _run_alone(connection, ticket: Ticket) -> None:
         ticket.finish(error=error)
     else:
         ticket.finish(result)
+
+
+def run_unshared(unit: Unit) -> Any:
+    """Run ``unit`` in a transaction of its own, on a driver connection as :func:`run` does.
+
+    For writes that are a batch's worth by themselves (a bulk publish): queued
+    with others they would hold the writer lock while the next one builds its
+    rows. The pool rolls back whatever did not commit.
+    """
+    with driver_errors(db.engine.dialect):  # as in write()
+        connection = db.engine.raw_connection()
+        try:
+            result = unit(connection)
+            connection.commit()
+            return result
+        finally:
+            connection.close()
 
 
 def _commit(connection) -> None:

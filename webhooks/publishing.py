@@ -134,7 +134,7 @@ def accept(tenant_id: int, items: Sequence[dict], *, bulk: bool) -> list[Publish
     (:mod:`webhooks.groupcommit`); a bulk request is a transaction's worth on
     its own, and on PostgreSQL two of them write side by side.
     """
-    return _publish(tenant_id, items, bulk, _own_transaction if bulk else groupcommit.run)
+    return _publish(tenant_id, items, bulk, groupcommit.run_unshared if bulk else groupcommit.run)
 
 
 def _publish(tenant_id: int, items: Sequence[dict], bulk: bool, run: Callable[[Write], Stored | None]) -> list[Published]:
@@ -180,18 +180,6 @@ def _in_session(write: Write) -> Stored | None:
     if stored is not None:
         db.session.commit()
     return stored
-
-
-def _own_transaction(write: Write) -> Stored | None:
-    """Run ``write`` on a pooled connection and commit; the pool rolls back whatever did not commit."""
-    with driver_errors(db.engine.dialect):
-        connection = db.engine.raw_connection()
-        try:
-            stored = write(connection)
-            connection.commit()
-            return stored
-        finally:
-            connection.close()
 
 
 def check_item(profile: Profile, item: Any, index: int | None, limit: int) -> dict:
