@@ -189,10 +189,12 @@ TEMPLATE_FIELDS = {
     "colour": JSON,
 }
 # Fields a 4xx may name although the body lacks them: the required ones, the stored sample
-# that a new schema refuses, the stored body that a new event type's sample breaks, and a
-# source's stored secrets that a new provider does not accept.
+# that a new schema refuses, the stored schema that a new sample finds unusable (a $ref that
+# leads nowhere shows only when something is validated, and an earlier example may have stored
+# one), the stored body that a new event type's sample breaks, and a source's stored secrets
+# that a new provider does not accept.
 REQUIRED = {
-    "event-types": {"name", "sample"},
+    "event-types": {"name", "sample", "schema"},
     "templates": {"name", "body"},
     "sources": {"slug", "provider", "secret", "secrets"},
 }
