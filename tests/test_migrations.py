@@ -220,3 +220,33 @@ def test_init_db_creates_or_upgrades_and_says_so(engine, empty_url, tmp_path):
         db.engine.dispose()
     assert result.exit_code == 0 and "schema ready" in result.output, result.output
     assert revision_of(engine) == head_revision()
+
+
+@pytest.mark.parametrize("built_by", ["migrations", "models"])
+def test_either_schema_records_the_attempt_of_a_request_stored_ignored(engine, empty_url, tmp_path, built_by):
+    """The ``inbound_stored_ignored`` trigger is part of both schemas: a hook to a source
+    without routes is stored finished, with the attempt the dashboard shows."""
+    from webhooks import providers
+    from webhooks import sources
+    from webhooks.cli import create_tenant
+
+    if built_by == "migrations":
+        migrate(engine)
+    app = make_app(empty_url, tmp_path)
+    with app.app_context():
+        tenant, _ = create_tenant("acme")
+        sources.create(tenant, {"slug": "gh", "provider": "github", "secret": "s3cret-s3cret"})
+        db.session.remove()
+    body = b'{"zen": "Keep it logically awesome."}'
+    headers = {"X-GitHub-Event": "ping", "X-GitHub-Delivery": "d-1", "Content-Type": "application/json"}
+    response = app.test_client().post("/hooks/acme/gh", data=body, headers={**headers, **providers.sign("github", "s3cret-s3cret", body)})
+    assert response.status_code == 202, response.get_json()
+    with engine.connect() as connection:
+        request = connection.exec_driver_sql("SELECT id, status, attempts FROM inbound_requests").one()
+        attempts = connection.exec_driver_sql(
+            "SELECT request_id, number, outcome, detail, duration_ms FROM inbound_attempts"
+        ).all()
+    with app.app_context():
+        db.engine.dispose()
+    assert tuple(request) == (response.get_json()["id"], "ignored", 1)
+    assert [tuple(row) for row in attempts] == [(request.id, 1, "ignored", "no route matched event type ping", 0)]

@@ -330,11 +330,13 @@ def store_accepted(values: dict, connection) -> tuple[int, bool]:
     """Insert an accepted request unless its delivery id is stored already: (id, was it a duplicate).
 
     A request of a source without routes has nothing to run, so it is
-    stored finished, as ``ignored`` with its attempt, exactly as
-    :func:`ignore_routeless` would finish it a tick later; the row is
-    written once instead of twice. Whether the source has routes is read by
-    the INSERT itself, so a route added a moment ago applies (never a cached
-    answer). ``connection`` is a DBAPI connection (see :mod:`webhooks.groupcommit`).
+    stored finished, as ``ignored``, exactly as :func:`ignore_routeless`
+    would finish it a tick later: the row is written once instead of twice.
+    Its attempt row comes from the ``inbound_stored_ignored`` trigger (see
+    :mod:`webhooks.models`), so storing is one statement. Whether the source
+    has routes is read by the INSERT itself, so a route added a moment ago
+    applies (never a cached answer). ``connection`` is a DBAPI connection
+    (see :mod:`webhooks.groupcommit`).
     """
     statements = _store_statements(db.engine.dialect)
     cursor = connection.cursor()
@@ -342,11 +344,7 @@ def store_accepted(values: dict, connection) -> tuple[int, bool]:
         row = statements.insert.execute(cursor, values).fetchone()
         if row is None:
             return statements.find.execute(cursor, values).fetchone()[0], True
-        request_id, status = row
-        if status == IGNORED:
-            attempt = ignored_attempt(request_id, 1, values["next_trigger"], values["event_type"], values["now"])
-            statements.attempt.execute(cursor, attempt)
-        return request_id, False
+        return row[0], False
     finally:
         cursor.close()
 
@@ -355,7 +353,6 @@ def store_accepted(values: dict, connection) -> tuple[int, bool]:
 class StoreStatements:
     insert: DriverStatement
     find: DriverStatement
-    attempt: DriverStatement
 
 
 # {headers}: PostgreSQL types a parameter in a SELECT list as text, so it is cast there;
@@ -370,29 +367,28 @@ SELECT :tenant_id, :source_id, CASE WHEN routeless THEN '{IGNORED}' ELSE '{RECEI
 FROM (SELECT EXISTS ({_ROUTELESS_SOURCES} AND id = :source_id) AS routeless) AS source
 WHERE true
 ON CONFLICT (source_id, dedupe_key) DO NOTHING
-RETURNING id, status
+RETURNING id
 """
 
 
 @functools.cache
 def _store_statements(dialect) -> StoreStatements:
-    requests, attempts = InboundRequest.__table__, InboundAttempt.__table__
     find = "SELECT id FROM inbound_requests WHERE source_id = :source_id AND dedupe_key = :dedupe_key"
-    attempt_columns = [column.name for column in attempts.columns if column.name != "id"]
-    attempt = f"INSERT INTO inbound_attempts ({', '.join(attempt_columns)}) VALUES ({', '.join(':' + name for name in attempt_columns)})"
     return StoreStatements(
         DriverStatement(
             _INSERT_ACCEPTED.format(headers="CAST(:headers AS JSON)" if dialect.name == "postgresql" else ":headers"),
             dialect,
-            {"headers": requests.c.headers.type, "now": UTCDateTime()},
+            {"headers": InboundRequest.__table__.c.headers.type, "now": UTCDateTime()},
         ),
         DriverStatement(find, dialect),
-        DriverStatement(attempt, dialect, {"started_at": UTCDateTime()}),
     )
 
 
 def ignored_attempt(request_id: int, number: int, trigger: str, event_type: str | None, now: datetime) -> dict:
-    """The attempt row of a request finished as ``ignored`` because no route matched."""
+    """The attempt row of a request finished as ``ignored`` because no route matched.
+
+    The ``inbound_stored_ignored`` trigger writes the same row for requests stored ignored.
+    """
     return {
         "request_id": request_id,
         "number": number,

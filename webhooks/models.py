@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 from typing import Optional
 
+from sqlalchemy import DDL
 from sqlalchemy import JSON
 from sqlalchemy import BigInteger
 from sqlalchemy import ForeignKey
@@ -21,6 +22,7 @@ from sqlalchemy import LargeBinary
 from sqlalchemy import String
 from sqlalchemy import Text
 from sqlalchemy import UniqueConstraint
+from sqlalchemy import event
 from sqlalchemy import text
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
@@ -373,6 +375,34 @@ class InboundAttempt(db.Model):
     error: Mapped[Optional[str]] = mapped_column(Text)
     duration_ms: Mapped[Optional[int]] = mapped_column()
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+
+
+# A request stored already finished as ignored (its source has no routes, see
+# inbound.store_accepted) gets its attempt row from the database, in the same
+# statement: on SQLite each statement of the write transaction is a hand-over of
+# Python's GIL with the writer lock held, and under load a second INSERT cost
+# the ingest about a fifth of its throughput (docs/benchmarks.md, finding 14).
+# The row is the one inbound.ignored_attempt describes; migration 7c1f0e9b2d55.
+_IGNORED_ATTEMPT_VALUES = """
+    (request_id, number, "trigger", outcome, route_index, detail, error, duration_ms, started_at)
+    VALUES (NEW.id, NEW.attempts, NEW.next_trigger, 'ignored', NULL,
+            'no route matched event type ' || coalesce(NEW.event_type, '(none)'), NULL, 0, NEW.processed_at)"""
+STORED_IGNORED_TRIGGER = {
+    "sqlite": [
+        f"""CREATE TRIGGER inbound_stored_ignored AFTER INSERT ON inbound_requests
+FOR EACH ROW WHEN NEW.status = 'ignored'
+BEGIN INSERT INTO inbound_attempts {_IGNORED_ATTEMPT_VALUES}; END"""
+    ],
+    "postgresql": [
+        f"""CREATE OR REPLACE FUNCTION inbound_stored_ignored() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO inbound_attempts {_IGNORED_ATTEMPT_VALUES}; RETURN NULL; END $$""",
+        """CREATE TRIGGER inbound_stored_ignored AFTER INSERT ON inbound_requests
+FOR EACH ROW WHEN (NEW.status = 'ignored') EXECUTE FUNCTION inbound_stored_ignored()""",
+    ],
+}
+for _dialect, _statements in STORED_IGNORED_TRIGGER.items():
+    for _statement in _statements:
+        event.listen(InboundAttempt.__table__, "after_create", DDL(_statement).execute_if(dialect=_dialect))
 
 
 class AuditEntry(db.Model):
