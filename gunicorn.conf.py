@@ -8,7 +8,7 @@ import os
 
 bind = os.environ.get("BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "gthread"
+worker_class = "webhooks.gunicorn_worker.BalancedThreadWorker"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 # Long enough for in-flight deliveries (their timeout is at most 60 s) to finish on SIGTERM.
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "75"))
