@@ -1,7 +1,7 @@
 """2. Publish: single events against a bare Flask handler; bulk events/s on SQLite and PostgreSQL.
 
 The hub's web side runs under gunicorn with the project's settings (2
-workers, gthread) and its scheduler off, so only acceptance is measured:
+workers x 4 threads, BalancedThreadWorker) and its scheduler off, so only acceptance is measured:
 validation, idempotency, filter matching and the fan-out rows. Every event
 goes to 3 subscribed endpoints, which are never called. Single events and the
 bare handler get wrk in alternating rounds; the best round of each counts.
@@ -65,7 +65,7 @@ def run(options: Options) -> Result:
             result.add(Figure("bulk events accepted/s, PostgreSQL", bulk_pg, "events/s", op=">=", bound=10_000))
         result.note(
             f"Single events: wrk -t2 -c16 for {options.seconds:g} s a side in 3 alternating rounds against "
-        f"gunicorn -w 2 (gthread, 4 threads); rates per round, bare Flask: "
+        f"gunicorn -w 2 (4 threads, BalancedThreadWorker); rates per round, bare Flask: "
         f"{', '.join(f'{item.rate:,.0f}' for item in loads['baseline'])}; hub: "
         f"{', '.join(f'{item.rate:,.0f}' for item in loads['hub'])}; "
             f"bulk: {options.size:,} events in requests of 1,000 from 2 clients, {ENDPOINTS} endpoints each."
