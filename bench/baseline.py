@@ -3,6 +3,10 @@
 - ``app``: a bare Flask POST handler (read the body, parse the JSON, answer
   202), served by ``gunicorn -c gunicorn.conf.py bench.baseline:app`` with the
   hub's own settings, so the ratio is the hub's cost over Flask's.
+- ``durable``: the same handler storing each body with a plain ``sqlite3``
+  INSERT and COMMIT (WAL, ``synchronous=NORMAL``, SQLite's own busy timeout),
+  as a straightforward durable handler would; reported beside the ingest
+  ratio, without a target, to show what storing a request costs by itself.
 - ``send``: a plain ``requests`` thread pool POSTing to the loopback receiver,
   as fast as its threads allow; the hub's worker with the same number of
   threads is compared against it. ``python -m bench.baseline --url U --count N
@@ -13,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +35,31 @@ app = Flask(__name__)
 def accept(anything: str):
     json.loads(request.get_data() or b"null")
     return {"accepted": True}, 202
+
+
+durable = Flask("durable")
+_connections = threading.local()
+
+
+@durable.post("/<path:anything>")
+def store(anything: str):
+    body = request.get_data()
+    json.loads(body or b"null")
+    with _connection() as connection:  # commits
+        request_id = connection.execute("INSERT INTO requests (body) VALUES (?)", (body,)).lastrowid
+    return {"id": request_id}, 202
+
+
+def _connection() -> sqlite3.Connection:
+    """This thread's connection to ``BENCH_DURABLE_DB``, tuned as the hub tunes its own."""
+    connection = getattr(_connections, "connection", None)
+    if connection is None:
+        connection = sqlite3.connect(os.environ["BENCH_DURABLE_DB"], timeout=30)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute("CREATE TABLE IF NOT EXISTS requests (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+        _connections.connection = connection
+    return connection
 
 
 def send(url: str, count: int, threads: int, body: bytes) -> dict:

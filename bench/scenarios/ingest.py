@@ -52,23 +52,28 @@ def run(options: Options) -> Result:
     headers = {"Content-Type": "application/json", "X-GitHub-Event": "push", **providers.sign("github", SECRET, body)}
     with scratch() as folder, database("sqlite", folder, options.postgres_url) as url, Site(url) as site:
         make_source(site)
-        with gunicorn("baseline", "bench.baseline:app", hub_env("sqlite://"), folder) as bare:
-            with gunicorn("hub", "wsgi:app", hub_env(url), folder) as hub:
+        durable_env = {**hub_env("sqlite://"), "BENCH_DURABLE_DB": str(folder / "durable.db")}
+        with gunicorn("baseline", "bench.baseline:app", hub_env("sqlite://"), folder) as bare, \
+                gunicorn("durable", "bench.baseline:durable", durable_env, folder) as durable, \
+                gunicorn("hub", "wsgi:app", hub_env(url), folder) as hub:
 
-                def post_to(base: str):
-                    return lambda length: wrk.run(base + "/hooks/bench/github", body, headers, seconds=length,
-                                                  folder=folder, unique_header="X-GitHub-Delivery")
+            def post_to(base: str):
+                return lambda length: wrk.run(base + "/hooks/bench/github", body, headers, seconds=length,
+                                              folder=folder, unique_header="X-GitHub-Delivery")
 
-                say(f"bare Flask and hub in turn, wrk -c16, {seconds:g} s each in 3 rounds")
-                loads = wrk.alternate({"baseline": post_to(bare.url), "hub": post_to(hub.url)}, seconds=seconds)
+            say(f"bare Flask, Flask with a sqlite3 INSERT and the hub in turn, wrk -c16, {seconds:g} s each in 3 rounds")
+            sides = {"baseline": post_to(bare.url), "durable": post_to(durable.url), "hub": post_to(hub.url)}
+            loads = wrk.alternate(sides, seconds=seconds)
         stored = site.scalar("SELECT count(*) FROM inbound_requests WHERE http_status = 202")
         rejected = site.scalar("SELECT count(*) FROM inbound_requests WHERE http_status <> 202")
-    base, load = wrk.best(loads["baseline"]), wrk.best(loads["hub"])
+    base, durable_base, load = wrk.best(loads["baseline"]), wrk.best(loads["durable"]), wrk.best(loads["hub"])
     say(f"baseline: {base.rate:,.0f} requests/s; hub: {load.rate:,.0f} requests/s, p99 {load.p99_ms:.1f} ms")
     answered = sum(item.ok for item in loads["hub"])
     cut_off = sum(item.cut_off for item in loads["hub"])
     result.add(Figure("requests/s (best round)", load.rate, "req/s", base.rate, ">=", 0.5, "bare Flask"))
     result.add(Figure("p99 latency (that round)", load.p99_ms, "ms", op="<=", bound=25))
+    result.add(Figure("requests/s against a storing handler", load.rate, "req/s", durable_base.rate,
+                      baseline_label="Flask + sqlite3 INSERT"))
     result.add(Figure("2xx answers without a stored request", max(0, answered - stored), "", op="==", bound=0))
     result.add(Figure("stored requests never sent", max(0, stored - answered - cut_off), "", op="==", bound=0))
     result.note(
@@ -76,6 +81,8 @@ def run(options: Options) -> Result:
         f"{answered:,} 2xx answers, {cut_off} requests cut off by wrk's stops, "
         f"{sum(item.errors for item in loads['hub'])} socket errors; stored: {stored:,} accepted, {rejected:,} rejected. "
         f"Rates per round, bare Flask: {', '.join(f'{item.rate:,.0f}' for item in loads['baseline'])}; "
+        f"Flask storing each body with a plain sqlite3 INSERT and COMMIT (bench/baseline.py): "
+        f"{', '.join(f'{item.rate:,.0f}' for item in loads['durable'])} (p99 {durable_base.p99_ms:.1f} ms in its best); "
         f"hub: {', '.join(f'{item.rate:,.0f}' for item in loads['hub'])}."
     )
     return result
