@@ -1,6 +1,8 @@
 """1. Ingest: GitHub-signed 1 KB POSTs to ``/hooks/<tenant>/<source>`` against a bare Flask handler.
 
-Both sides run under ``gunicorn -c gunicorn.conf.py`` with 2 workers and get
+The hub, the bare handler and the same handler storing each body with a
+plain ``sqlite3`` INSERT (``bench.baseline:durable``, reported without a
+target) run under ``gunicorn -c gunicorn.conf.py`` with 2 workers and get
 the same wrk load in alternating rounds (the best round of each counts): 16
 connections, the same body and headers, a unique ``X-GitHub-Delivery`` per
 request (so de-duplication keeps every one). The
