@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import requests
 from cryptography.fernet import Fernet
 from sqlalchemy import create_engine
 from sqlalchemy import text
@@ -82,7 +81,7 @@ def gunicorn(name: str, app: str, env: dict[str, str], log_dir: Path, *, workers
     env = {**env, "PORT": str(port), "WEB_CONCURRENCY": str(workers)}
     process = Process(name, [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--no-control-socket", app], env, log_dir)
     process.url = f"http://127.0.0.1:{port}"
-    wait_for_http(process, process.url + "/")
+    process.wait_for_http(process.url + "/")
     return process
 
 
@@ -102,20 +101,6 @@ def workers(names: list[str], env: dict[str, str], log_dir: Path) -> list[Proces
             process.stop()
         raise
     return started
-
-
-def wait_for_http(process: Process, url: str, timeout: float = 60) -> None:
-    """Wait until ``url`` answers anything at all (a 404 is fine: the server is up)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        process.check_alive()
-        try:
-            requests.get(url, timeout=2)
-            return
-        except requests.RequestException:  # refused while booting, or slow on first start
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{process.name} did not answer in {timeout} s:\n{process.tail()}") from None
-            time.sleep(0.1)
 
 
 def rss_mb(pid: int) -> float:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import requests
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request
 from werkzeug.wrappers import Response
@@ -130,6 +131,19 @@ class Process:
         """Raise with the end of its log when the process has exited."""
         if self.popen.poll() is not None:
             raise RuntimeError(f"{self.name} exited with {self.popen.returncode}; see {self.log_path}:\n{self.tail()}")
+
+    def wait_for_http(self, url: str, timeout: float = 60) -> None:
+        """Block until ``url`` answers anything at all (a 404 is fine: the server is up)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            try:
+                requests.get(url, timeout=2)
+                return
+            except requests.RequestException:  # refused while booting, or slow on first start
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.name} did not answer in {timeout} s:\n{self.tail()}") from None
+                time.sleep(0.1)
 
     def wait_for_log(self, text: str, timeout: float = 30) -> None:
         """Block until ``text`` appears in the log (a process announcing it is ready)."""

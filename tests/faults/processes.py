@@ -20,7 +20,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import requests
 
 from conftest import ENCRYPTION_KEY
 from conftest import Api
@@ -80,15 +79,8 @@ class Hub:
         command = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--no-control-socket", "wsgi:app"]
         process = self._start(name, command, env)
         process.url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(process.url + "/healthz", timeout=60)  # workers still booting: the socket queues
-                return process
-            except requests.ConnectionError:
-                if process.popen.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{name} did not start:\n{process.log()[-3000:]}") from None
-                time.sleep(0.1)
+        process.wait_for_http(process.url + "/healthz")
+        return process
 
     def _start(self, name: str, command: list[str], env: dict) -> Process:
         process = Process(name, command, env, self.folder)
