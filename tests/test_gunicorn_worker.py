@@ -10,11 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import requests
 
 from webhooks.testing import Process
 from webhooks.testing import free_port
-from webhooks.testing import wait_until
 
 BIN = Path(sys.executable).parent
 WORKERS, THREADS = 2, 2
@@ -36,17 +34,8 @@ def held(tmp_path):
     }
     command = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--no-control-socket", "--pythonpath", "tests", "held_app:app"]
     with Process("gunicorn", command, env, tmp_path) as process:
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: ready(process, url), timeout=60)
+        process.wait_for_http(f"http://127.0.0.1:{port}/ready")
         yield port
-
-
-def ready(process: Process, url: str) -> bool:
-    process.check_alive()
-    try:
-        return requests.get(url + "/ready", timeout=2).ok
-    except requests.ConnectionError:
-        return False
 
 
 def hold(port: int, requests_on_connection: int = 1) -> list[dict]:
@@ -64,6 +53,12 @@ def hold(port: int, requests_on_connection: int = 1) -> list[dict]:
         connection.close()
 
 
+def hold_together(port: int, connections: int, requests_on_each: int = 1) -> list[dict]:
+    """Open ``connections`` at once, each sending its requests one after another; every answer."""
+    with ThreadPoolExecutor(connections) as pool:
+        return [answer for answers in pool.map(lambda _: hold(port, requests_on_each), range(connections)) for answer in answers]
+
+
 def test_connections_arriving_together_are_spread_over_the_workers_with_free_threads(held):
     """As many connections as there are threads in all: each worker takes as many as it has threads.
 
@@ -72,8 +67,7 @@ def test_connections_arriving_together_are_spread_over_the_workers_with_free_thr
     request waits for all the others to be inside a handler, so that would
     end in the handlers' 10 s wait running out.
     """
-    with ThreadPoolExecutor(WORKERS * THREADS) as pool:
-        answers = [answer for answers in pool.map(lambda _: hold(held), range(WORKERS * THREADS)) for answer in answers]
+    answers = hold_together(held, WORKERS * THREADS)
     assert all(answer["together"] for answer in answers), answers
     assert sorted(Counter(answer["pid"] for answer in answers).values()) == [THREADS] * WORKERS
 
@@ -85,8 +79,7 @@ def test_connections_beyond_the_threads_wait_their_turn_and_are_all_served(held)
     busy threads gone wrong) would leave the later connections unanswered.
     """
     connections = WORKERS * THREADS * 3
-    with ThreadPoolExecutor(connections) as pool:
-        answers = [answer for answers in pool.map(lambda _: hold(held, 3), range(connections)) for answer in answers]
+    answers = hold_together(held, connections, 3)
     assert len(answers) == connections * 3 and all(answer["together"] for answer in answers)
     assert len({answer["pid"] for answer in answers}) == WORKERS
     for _ in range(connections):  # one at a time, after the burst: each is still accepted
